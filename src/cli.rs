@@ -1,0 +1,209 @@
+//! The command line (SPEC §2): `pico-args` in, a `Command` out. Every
+//! rejection is one message for `main` to print after `Error: `. Checks that
+//! touch the system (the log directory, binding) happen later, in `run`.
+
+use crate::rule::PortRule;
+use crate::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use std::ffi::OsString;
+
+/// Default `--flush-millis`.
+pub const DEFAULT_FLUSH_MILLIS: u64 = 2000;
+/// Longest accepted `--flush-millis`: one day.
+pub const MAX_FLUSH_MILLIS: u64 = 86_400_000;
+
+pub const HELP: &str = "\
+rawprox - a transparent TCP proxy that logs every byte as NDJSON
+
+Usage:
+  rawprox.exe [--mcp-port PORT] [--flush-millis MS] [--filename-format FORMAT] [PORT_RULE...] [@LOG_DIRECTORY]
+
+Arguments (in any order):
+  PORT_RULE                 [BIND_ADDRESS:]LOCAL_PORT:TARGET_HOST:TARGET_PORT
+                            Listen on LOCAL_PORT (all interfaces unless BIND_ADDRESS is given)
+                            and forward each connection to TARGET_HOST:TARGET_PORT.
+                            Write IPv6 addresses in brackets: 8080:[::1]:80, [::1]:8080:host:80.
+  @LOG_DIRECTORY            Log to time-rotated files in this directory instead of stdout.
+  --mcp-port PORT           Also run the MCP control server on 127.0.0.1:PORT (0: any free port).
+  --flush-millis MS         Minimum interval between log writes, default 2000; 0 writes at once.
+                            Also --flush-millis=MS and --flush-interval-ms=MS.
+  --filename-format FORMAT  Log file name pattern (strftime subset %Y %m %d %H %M %S %j %%),
+                            default rawprox_%Y-%m-%d-%H.ndjson (hourly). Needs @LOG_DIRECTORY.
+  -h, --help                Print this help.
+  -V, --version             Print the version.
+
+Logs go to stdout unless @LOG_DIRECTORY is given: one JSON object per line for
+every connection open, every read of data and every close.
+
+Examples:
+  rawprox.exe 8080:127.0.0.1:9000
+  rawprox.exe 8080:example.com:80 8443:example.com:443 @./logs
+  rawprox.exe 127.0.0.1:5432:db.internal:5432 --flush-millis 0 > capture.ndjson
+  rawprox.exe 8080:[::1]:80 @logs --filename-format rawprox_%Y-%m-%d.ndjson
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// `--help`: help on stdout, exit 0.
+    Help,
+    /// `--version`: version on stdout, exit 0.
+    Version,
+    /// Nothing to do: help on stderr, exit 1.
+    NothingToDo,
+    Run(Config),
+}
+
+/// A validated configuration for `run`.
+#[derive(Debug, PartialEq)]
+pub struct Config {
+    pub rules: Vec<PortRule>,
+    /// The `@LOG_DIRECTORY`, as given (without the `@`).
+    pub log_dir: Option<String>,
+    pub filename_format: FilenameFormat,
+    pub flush_millis: u64,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let flush_millis = flush_option(&mut args, "--flush-millis")?
+        .or(flush_option(&mut args, "--flush-interval-ms")?)
+        .unwrap_or(DEFAULT_FLUSH_MILLIS);
+    let filename_format: Option<String> = args
+        .opt_value_from_str("--filename-format")
+        .map_err(|e| option_error(e, "--filename-format"))?;
+
+    let mut rules: Vec<PortRule> = Vec::new();
+    let mut log_dir: Option<String> = None;
+    for arg in args.finish() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?;
+        if arg.starts_with('-') {
+            return Err(format!("unknown option '{arg}' (see --help)"));
+        }
+        if let Some(dir) = arg.strip_prefix('@') {
+            if dir.is_empty() {
+                return Err("'@' needs a directory name, as in @./logs".into());
+            }
+            if let Some(first) = &log_dir {
+                return Err(format!("two log directories given: '@{first}' and '{arg}'; give at most one"));
+            }
+            log_dir = Some(dir.to_owned());
+            continue;
+        }
+        let rule = PortRule::parse(&arg)?;
+        if rules.iter().any(|r| r.local_port == rule.local_port) {
+            return Err(format!("local port {} is used by more than one rule", rule.local_port));
+        }
+        rules.push(rule);
+    }
+
+    if filename_format.is_some() && log_dir.is_none() {
+        return Err("--filename-format needs a @LOG_DIRECTORY".into());
+    }
+    let filename_format = FilenameFormat::parse(filename_format.as_deref().unwrap_or(DEFAULT_FILENAME_FORMAT))
+        .map_err(|why| format!("invalid --filename-format: {why}"))?;
+    if rules.is_empty() {
+        if let Some(dir) = log_dir {
+            return Err(format!("log directory '@{dir}' given but no port rule to capture"));
+        }
+        return Ok(Command::NothingToDo);
+    }
+    Ok(Command::Run(Config {
+        rules,
+        log_dir,
+        filename_format,
+        flush_millis,
+    }))
+}
+
+fn flush_option(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<u64>, String> {
+    args.opt_value_from_fn(name, |text: &str| match text.parse::<u64>() {
+        Ok(ms) if ms <= MAX_FLUSH_MILLIS => Ok(ms),
+        Ok(_) => Err(format!("'{text}' is out of range (0-{MAX_FLUSH_MILLIS})")),
+        Err(_) => Err(format!("'{text}' is not a whole number of milliseconds")),
+    })
+    .map_err(|e| option_error(e, name))
+}
+
+fn option_error(e: pico_args::Error, name: &str) -> String {
+    match e {
+        pico_args::Error::OptionWithoutAValue(_) | pico_args::Error::MissingOption(_) => {
+            format!("{name} needs a value")
+        }
+        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
+            format!("invalid value '{value}' for {name}: {cause}")
+        }
+        pico_args::Error::NonUtf8Argument => format!("the value of {name} is not valid UTF-8"),
+        other => format!("{name}: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    fn config(args: &[&str]) -> Config {
+        match parse_strs(args) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_version_and_nothing_to_do() {
+        assert_eq!(parse_strs(&["--help"]), Ok(Command::Help));
+        assert_eq!(parse_strs(&["8080:a:1", "-h"]), Ok(Command::Help));
+        assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
+        assert_eq!(parse_strs(&[]), Ok(Command::NothingToDo));
+        assert_eq!(parse_strs(&["--flush-millis", "5"]), Ok(Command::NothingToDo));
+    }
+
+    #[test]
+    fn options_in_any_order() {
+        let c = config(&["@logs", "--flush-millis=5", "1:a:2", "--filename-format", "x.log", "3:b:4"]);
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.log_dir.as_deref(), Some("logs"));
+        assert_eq!(c.flush_millis, 5);
+        assert_eq!(c.filename_format.source(), "x.log");
+        let c = config(&["1:a:2"]);
+        assert_eq!(c.flush_millis, DEFAULT_FLUSH_MILLIS);
+        assert_eq!(c.filename_format.source(), DEFAULT_FILENAME_FORMAT);
+        assert_eq!(config(&["1:a:2", "--flush-millis", "0"]).flush_millis, 0);
+        assert_eq!(config(&["1:a:2", "--flush-interval-ms=7"]).flush_millis, 7);
+    }
+
+    #[test]
+    fn every_error_names_its_culprit() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bogus", "1:a:2"], "'--bogus'"),
+            (&["1:a:2", "--flush-millis"], "--flush-millis needs a value"),
+            (&["1:a:2", "--flush-millis", "abc"], "'abc'"),
+            (&["1:a:2", "--flush-millis", "99999999999"], "out of range"),
+            (&["1:a:2", "@x", "@y"], "'@x' and '@y'"),
+            (&["1:a:2", "--filename-format", "x.log"], "needs a @LOG_DIRECTORY"),
+            (&["@logs"], "no port rule"),
+            (&["1:a:2", "@l", "--filename-format", "%Q"], "'%Q'"),
+            (&["1:a:2", "@l", "--filename-format", "x%"], "lone '%'"),
+            (&["1:a:2", "1:b:3"], "local port 1"),
+            (&["1:a"], "'1:a'"),
+            (&["1:a:2", "@"], "'@'"),
+            (&["1:a:2", "--mcp-port", "0"], "'--mcp-port'"),
+        ];
+        for (args, want) in cases {
+            let err = parse_strs(args).unwrap_err();
+            assert!(err.contains(want), "{args:?}: {err} should contain {want}");
+        }
+    }
+}

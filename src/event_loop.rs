@@ -1,0 +1,404 @@
+//! The one readiness loop: owns `Poll`, the slab of listeners and pairs, the
+//! log arena, the deadlines and the shutdown sequence. Everything on the
+//! network happens on this thread; disk, stdout and name lookups happen on
+//! helper threads that wake it.
+
+use crate::arena::{Arena, Logger};
+use crate::listener::{Accept, Listener};
+use crate::pair::{Ctx, Pair, Phase, Status};
+use crate::pipe::READ_CHUNK;
+use crate::resolve::{Request, Resolved, Resolver};
+use crate::timefmt::now_micros;
+use crate::token::{self, SIGNALS, Side, WAKER};
+use crate::writer::{Destination, FromWriter, Writer};
+use mio::{Events, Interest, Poll, Waker};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// SPEC §3: a target that has not answered by then is given up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub enum Slot {
+    Listener(Listener),
+    Pair(Pair),
+}
+
+/// Why the loop stops.
+#[derive(Debug)]
+pub enum Stop {
+    /// SIGINT, SIGTERM or a closed stdout: exit 0.
+    Clean,
+    /// A destination failed or the loop itself did: exit 1 with this message.
+    Failed(String),
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    slab: Slab<Slot>,
+    logger: Logger,
+    /// The one buffer every read goes through.
+    scratch: Box<[u8]>,
+    resolver: Resolver,
+    writer: Writer,
+    /// The writer holds an arena; the next one waits until it is back.
+    writer_busy: bool,
+    /// An emptied arena the writer gave back, to fill next.
+    spare: Option<Arena>,
+    flush_interval: Duration,
+    /// When the arena last went from empty to non-empty.
+    pending_since: Option<Instant>,
+    last_write_start: Option<Instant>,
+    /// Pairs still resolving or connecting, oldest first: (deadline, key, serial).
+    connect_deadlines: VecDeque<(Instant, usize, u64)>,
+    accepts_paused_until: Option<Instant>,
+    /// An accept error was printed and no accept has worked since.
+    accept_error_reported: bool,
+    /// Slots closed during this batch, freed after it.
+    to_free: Vec<usize>,
+    next_serial: u64,
+    signals: Signals,
+    /// Set when shutdown starts: a second SIGINT/SIGTERM then exits at once.
+    shutting_down: Arc<AtomicBool>,
+    stop: Option<Stop>,
+    /// The command line's `@LOG_DIRECTORY`, for its `stop-logging` line.
+    log_dir: Option<String>,
+}
+
+impl EventLoop {
+    /// Sets up the loop around listeners that are already bound; nothing is
+    /// accepted until `run`.
+    pub fn new(
+        listeners: Vec<Listener>,
+        destination: Destination,
+        flush_millis: u64,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // SPEC §6: a second signal during shutdown exits at once.
+            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&shutting_down))?;
+        }
+        let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+
+        let log_dir = match &destination {
+            Destination::Directory { dir, .. } => Some(dir.clone()),
+            Destination::Stdout => None,
+        };
+        let mut logger = Logger::new(now_micros());
+        if let Destination::Directory { dir, format } = &destination {
+            // SPEC §5: a directory's first line is its start-logging event.
+            logger.logging_event(now_micros(), "start-logging", Some(dir), Some(format.source()));
+        }
+        let writer = Writer::spawn(vec![destination], Arc::clone(&wake))?;
+
+        let mut slab = Slab::new();
+        for mut listener in listeners {
+            let entry = slab.vacant_entry();
+            poll.registry()
+                .register(&mut listener.socket, token::token(entry.key(), Side::Client), Interest::READABLE)?;
+            entry.insert(Slot::Listener(listener));
+        }
+        Ok(EventLoop {
+            poll,
+            slab,
+            logger,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            resolver: Resolver::new(wake),
+            writer,
+            writer_busy: false,
+            spare: None,
+            flush_interval: Duration::from_millis(flush_millis),
+            pending_since: None,
+            last_write_start: None,
+            connect_deadlines: VecDeque::new(),
+            accepts_paused_until: None,
+            accept_error_reported: false,
+            to_free: Vec::new(),
+            next_serial: 0,
+            signals,
+            shutting_down,
+            stop: None,
+            log_dir,
+        })
+    }
+
+    /// Runs until a signal or a failure, then shuts down (SPEC §6).
+    pub fn run(mut self) -> Stop {
+        let mut events = Events::with_capacity(1024);
+        // Pending connections may already wait on the listeners.
+        self.accept_on_all();
+        while self.stop.is_none() {
+            let timeout = self.next_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.stop = Some(Stop::Failed(format!("waiting for events failed: {e}")));
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => self.on_signals(),
+                    WAKER => {
+                        self.on_resolved();
+                        self.on_writer_reports();
+                    }
+                    t => self.on_socket(t, event),
+                }
+            }
+            self.run_due(Instant::now());
+            self.free_closed();
+        }
+        self.shutdown()
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let flush = (!self.writer_busy && !self.logger.arena.is_empty()).then(|| self.flush_due(now));
+        let connect = self.connect_deadlines.front().map(|&(deadline, _, _)| deadline);
+        [flush, connect, self.accepts_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// When the pending lines may be written: one interval after the first
+    /// of them, and one interval after the previous write started (SPEC §5).
+    fn flush_due(&self, now: Instant) -> Instant {
+        let since = self.pending_since.unwrap_or(now) + self.flush_interval;
+        match self.last_write_start {
+            Some(last) => since.max(last + self.flush_interval),
+            None => since,
+        }
+    }
+
+    fn on_signals(&mut self) {
+        if self.signals.pending().next().is_some() {
+            self.stop.get_or_insert(Stop::Clean);
+        }
+    }
+
+    fn on_socket(&mut self, token: mio::Token, event: &mio::event::Event) {
+        let (key, side) = token::split(token);
+        match self.slab.get_mut(key) {
+            Some(Slot::Listener(_)) => {
+                if self.accepts_paused_until.is_none() {
+                    self.accept_all(key);
+                }
+            }
+            Some(Slot::Pair(pair)) => {
+                let mut ctx = Ctx {
+                    registry: self.poll.registry(),
+                    log: &mut self.logger,
+                    scratch: &mut self.scratch,
+                };
+                if pair.on_event(key, side, event, &mut ctx) == Status::Closed {
+                    self.to_free.push(key);
+                }
+            }
+            // A stale event for a freed slot (mio's examples ignore them too).
+            None => {}
+        }
+    }
+
+    fn accept_on_all(&mut self) {
+        let keys: Vec<usize> = self
+            .slab
+            .iter()
+            .filter_map(|(key, slot)| matches!(slot, Slot::Listener(_)).then_some(key))
+            .collect();
+        for key in keys {
+            self.accept_all(key);
+        }
+    }
+
+    /// Accepts until the listener would block (edge-triggered), or backs off
+    /// on EMFILE and the like without spinning (SPEC §3, nginx's approach).
+    fn accept_all(&mut self, key: usize) {
+        loop {
+            let Some(Slot::Listener(listener)) = self.slab.get(key) else { return };
+            let (stream, addr) = match listener.accept() {
+                Accept::Connection(stream, addr) => (stream, addr),
+                Accept::Drained => return,
+                Accept::Retry => continue,
+                Accept::Exhausted(e) => {
+                    if !self.accept_error_reported {
+                        eprintln!(
+                            "rawprox: cannot accept on port {}: {e}; pausing accepts until connections close",
+                            listener.rule.local_port
+                        );
+                        self.accept_error_reported = true;
+                    }
+                    self.accepts_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            };
+            self.accept_error_reported = false;
+            let listen_port = listener.rule.local_port;
+            let target_name = Rc::clone(&listener.target_name);
+            let literal = listener.target_literal;
+            let host = listener.rule.target_host.clone();
+            let port = listener.rule.target_port;
+
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            let pair_key = self.slab.insert(Slot::Pair(Pair::new(serial, listen_port, stream, addr, target_name)));
+            self.connect_deadlines.push_back((Instant::now() + CONNECT_TIMEOUT, pair_key, serial));
+            match literal {
+                Some(addr) => self.with_pair(pair_key, |pair, ctx| pair.start_connecting(pair_key, vec![addr], ctx)),
+                None => {
+                    let request = Request { key: pair_key, serial, host, port };
+                    if self.resolver.lookup(request).is_err() {
+                        self.with_pair(pair_key, |pair, ctx| pair.close(ctx, Side::Client));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the pair at `key` with a handler context; queues the slot
+    /// for freeing if it closed.
+    fn with_pair(&mut self, key: usize, f: impl FnOnce(&mut Pair, &mut Ctx) -> Status) {
+        let Some(Slot::Pair(pair)) = self.slab.get_mut(key) else { return };
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            log: &mut self.logger,
+            scratch: &mut self.scratch,
+        };
+        if f(pair, &mut ctx) == Status::Closed {
+            self.to_free.push(key);
+        }
+    }
+
+    fn is_connecting(&self, key: usize, serial: u64) -> bool {
+        matches!(self.slab.get(key), Some(Slot::Pair(p))
+            if p.serial == serial && matches!(p.phase, Phase::Resolving | Phase::Connecting { .. }))
+    }
+
+    fn on_resolved(&mut self) {
+        while let Ok(Resolved { key, serial, addrs }) = self.resolver.answers.try_recv() {
+            let is_resolving = matches!(self.slab.get(key), Some(Slot::Pair(p))
+                if p.serial == serial && matches!(p.phase, Phase::Resolving));
+            if !is_resolving {
+                continue; // The pair timed out or closed meanwhile.
+            }
+            match addrs {
+                Ok(addrs) if !addrs.is_empty() => {
+                    self.with_pair(key, |pair, ctx| pair.start_connecting(key, addrs, ctx))
+                }
+                // SPEC §3: unresolvable: close the client, log nothing.
+                _ => self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client)),
+            }
+        }
+    }
+
+    fn on_writer_reports(&mut self) {
+        while let Ok(report) = self.writer.reports.try_recv() {
+            self.on_writer_report(report);
+        }
+    }
+
+    fn on_writer_report(&mut self, report: FromWriter) {
+        match report {
+            FromWriter::Written(arena) => {
+                self.writer_busy = false;
+                self.spare = Some(arena);
+            }
+            FromWriter::Failed { destination, error } => {
+                let message = format!("cannot write to {destination}: {error}");
+                if !matches!(self.stop, Some(Stop::Failed(_))) {
+                    self.stop = Some(Stop::Failed(message));
+                }
+            }
+            FromWriter::StdoutClosed => {
+                self.stop.get_or_insert(Stop::Clean);
+            }
+        }
+    }
+
+    /// Runs what is due: connect timeouts, resumed accepts, the flush.
+    fn run_due(&mut self, now: Instant) {
+        while let Some(&(deadline, key, serial)) = self.connect_deadlines.front() {
+            if !self.is_connecting(key, serial) {
+                self.connect_deadlines.pop_front(); // Opened or closed already.
+            } else if deadline <= now {
+                self.connect_deadlines.pop_front();
+                // SPEC §3: timed out: close the client, log nothing.
+                self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client));
+            } else {
+                break;
+            }
+        }
+        if self.accepts_paused_until.is_some_and(|until| until <= now) {
+            self.accepts_paused_until = None;
+            self.accept_on_all();
+        }
+        if !self.logger.arena.is_empty() && self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
+        if !self.writer_busy && !self.logger.arena.is_empty() && self.flush_due(now) <= now {
+            self.flush(now);
+        }
+    }
+
+    /// Swaps the arena for an empty one and hands the full one to the writer.
+    fn flush(&mut self, now: Instant) {
+        let fresh = self.spare.take().unwrap_or_default();
+        let full = std::mem::replace(&mut self.logger.arena, fresh);
+        self.writer.send(full);
+        self.writer_busy = true;
+        self.last_write_start = Some(now);
+        self.pending_since = None;
+    }
+
+    fn free_closed(&mut self) {
+        for key in self.to_free.drain(..) {
+            self.slab.try_remove(key);
+        }
+    }
+
+    /// SPEC §6: stop accepting, close every connection (logging its
+    /// `close`), write out every buffered line, and report how it ended.
+    fn shutdown(mut self) -> Stop {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let keys: Vec<usize> = self.slab.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match self.slab.get_mut(key) {
+                Some(Slot::Listener(listener)) => {
+                    let _ = self.poll.registry().deregister(&mut listener.socket);
+                }
+                Some(Slot::Pair(_)) => self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client)),
+                None => {}
+            }
+        }
+        self.slab.clear();
+        if let Some(dir) = &self.log_dir {
+            self.logger.logging_event(now_micros(), "stop-logging", Some(dir), None);
+        }
+        while self.writer_busy {
+            match self.writer.reports.recv() {
+                Ok(report) => self.on_writer_report(report),
+                Err(_) => break,
+            }
+        }
+        if !self.logger.arena.is_empty() {
+            self.flush(Instant::now());
+        }
+        self.writer.finish();
+        self.on_writer_reports();
+        self.stop.unwrap_or(Stop::Clean)
+    }
+}

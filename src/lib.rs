@@ -1,0 +1,74 @@
+//! rawprox: a transparent TCP proxy that logs every byte as NDJSON.
+//! `run` takes a validated `Config`, checks what touches the system (log
+//! directory, ports), and runs the event loop until shutdown.
+
+pub mod arena;
+pub mod cli;
+pub mod connid;
+pub mod encode;
+pub mod event_loop;
+pub mod listener;
+pub mod pair;
+pub mod pipe;
+pub mod resolve;
+pub mod rule;
+pub mod sys;
+pub mod timefmt;
+pub mod token;
+pub mod writer;
+
+use cli::Config;
+use event_loop::{EventLoop, Stop};
+use listener::Listener;
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+use writer::Destination;
+
+/// A start-up or run-time failure; `main` prints it as `Error: {it}`.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the proxy until SIGINT/SIGTERM or a failure (SPEC §2–§6).
+pub fn run(config: Config) -> Result<ExitCode, Error> {
+    sys::raise_open_file_limit();
+    // SPEC §2: the log directory is checked before any port is bound.
+    let destination = match config.log_dir {
+        Some(dir) => {
+            check_log_dir(&dir)?;
+            Destination::Directory { dir, format: config.filename_format }
+        }
+        None => Destination::Stdout,
+    };
+    // Binding stops at the first failure; the listeners bound so far are
+    // dropped with the Vec, so nothing is left listening.
+    let listeners = config
+        .rules
+        .into_iter()
+        .map(Listener::bind)
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(Error)?;
+    let event_loop = EventLoop::new(listeners, destination, config.flush_millis)
+        .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
+    match event_loop.run() {
+        Stop::Clean => Ok(ExitCode::SUCCESS),
+        Stop::Failed(message) => Err(Error(message)),
+    }
+}
+
+/// Creates the directory (and parents) and proves a file can be made in it.
+fn check_log_dir(dir: &str) -> Result<(), Error> {
+    let path = Path::new(dir);
+    fs::create_dir_all(path).map_err(|e| Error(format!("cannot create log directory '{dir}': {e}")))?;
+    let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
+    fs::File::create(&probe).map_err(|e| Error(format!("cannot write to log directory '{dir}': {e}")))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}

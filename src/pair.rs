@@ -1,0 +1,258 @@
+//! A client/target pair: the connect phases, the two pipes, and the rules for
+//! logging `open` and exactly one `close` (SPEC §3, §4). Sockets are registered
+//! once for READABLE | WRITABLE (edge-triggered, as nginx does) and never
+//! reregistered: `Pipe::pump` runs until WouldBlock, so every edge is consumed
+//! and interest never needs editing.
+
+use crate::arena::Logger;
+use crate::connid::ConnId;
+use crate::pipe::{End, Pipe, Pump};
+use crate::timefmt::now_micros;
+use crate::token::{Side, token};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+/// What a pair handler leaves behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Alive,
+    /// Sockets closed and `close` logged if due; free the slot after the batch.
+    Closed,
+}
+
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for the resolver.
+    Resolving,
+    /// A connect to `addrs[next - 1]` is under way.
+    Connecting { addrs: Vec<SocketAddr>, next: usize },
+    Open,
+    Closed,
+}
+
+/// What a handler needs from the loop.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub log: &'a mut Logger,
+    pub scratch: &'a mut [u8],
+}
+
+pub struct Pair {
+    /// Tells this pair from a later one that reuses its slab key.
+    pub serial: u64,
+    /// The rule's local port, for `listen_port` and for removing a rule.
+    pub listen_port: u16,
+    pub phase: Phase,
+    client: TcpStream,
+    target: Option<TcpStream>,
+    /// client -> target.
+    up: Pipe,
+    /// target -> client.
+    down: Pipe,
+    ends: Ends,
+}
+
+/// What the pair's log lines say about it; kept apart from the sockets so a
+/// pump can borrow both.
+struct Ends {
+    client_addr: String,
+    /// The target as written in the rule, `host:port`.
+    target_name: Rc<str>,
+    /// Taken when `open` is logged.
+    conn_id: Option<ConnId>,
+    close_logged: bool,
+}
+
+impl Ends {
+    /// `(from, to)` for bytes or a close coming from `from`.
+    fn from_to(&self, from: Side) -> (&str, &str) {
+        match from {
+            Side::Client => (&self.client_addr, &self.target_name),
+            Side::Target => (&self.target_name, &self.client_addr),
+        }
+    }
+
+    /// Logs `close` once, from `from` to the other side (SPEC §4); nothing
+    /// if no `open` was logged.
+    fn log_close(&mut self, log: &mut Logger, from: Side) {
+        let Some(id) = self.conn_id else { return };
+        if !self.close_logged {
+            self.close_logged = true;
+            let (from, to) = self.from_to(from);
+            log.close(now_micros(), &id, from, to);
+        }
+    }
+}
+
+impl Pair {
+    pub fn new(serial: u64, listen_port: u16, client: TcpStream, client_addr: SocketAddr, target_name: Rc<str>) -> Self {
+        Pair {
+            serial,
+            listen_port,
+            phase: Phase::Resolving,
+            client,
+            target: None,
+            up: Pipe::default(),
+            down: Pipe::default(),
+            ends: Ends {
+                client_addr: client_addr.to_string(),
+                target_name,
+                conn_id: None,
+                close_logged: false,
+            },
+        }
+    }
+
+    /// Starts connecting to the first of `addrs` that takes a connect.
+    /// Called once the addresses are known.
+    pub fn start_connecting(&mut self, key: usize, addrs: Vec<SocketAddr>, ctx: &mut Ctx) -> Status {
+        self.phase = Phase::Connecting { addrs, next: 0 };
+        self.connect_next(key, ctx)
+    }
+
+    /// Tries the next address; with none left the client is closed and
+    /// nothing is logged (SPEC §3).
+    fn connect_next(&mut self, key: usize, ctx: &mut Ctx) -> Status {
+        if let Some(mut old) = self.target.take() {
+            let _ = ctx.registry.deregister(&mut old);
+        }
+        let Phase::Connecting { addrs, next } = &mut self.phase else {
+            return Status::Alive;
+        };
+        while let Some(&addr) = addrs.get(*next) {
+            *next += 1;
+            let Ok(mut stream) = TcpStream::connect(addr) else { continue };
+            if ctx
+                .registry
+                .register(&mut stream, token(key, Side::Target), Interest::READABLE | Interest::WRITABLE)
+                .is_ok()
+            {
+                self.target = Some(stream);
+                return Status::Alive;
+            }
+        }
+        self.close(ctx, Side::Client)
+    }
+
+    /// Called for every readiness event on either socket of this pair.
+    pub fn on_event(&mut self, key: usize, side: Side, event: &Event, ctx: &mut Ctx) -> Status {
+        match self.phase {
+            Phase::Connecting { .. } if side == Side::Target => self.check_connect(key, ctx),
+            Phase::Open => {
+                let failed = event.is_error();
+                let readable = failed || event.is_readable() || event.is_read_closed();
+                let writable = failed || event.is_writable() || event.is_write_closed();
+                // Readable client or writable target moves bytes up, and the
+                // other way round for down.
+                let (up, down) = match side {
+                    Side::Client => (readable, writable),
+                    Side::Target => (writable, readable),
+                };
+                self.pump_both(up, down, ctx)
+            }
+            _ => Status::Alive,
+        }
+    }
+
+    /// mio's recipe: on an event, `take_error`, then `peer_addr`
+    /// (`NotConnected` means not yet).
+    fn check_connect(&mut self, key: usize, ctx: &mut Ctx) -> Status {
+        let Some(target) = &self.target else { return Status::Alive };
+        match target.take_error() {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
+        }
+        match target.peer_addr() {
+            Ok(_) => self.open(key, ctx),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Status::Alive,
+            Err(_) => self.connect_next(key, ctx),
+        }
+    }
+
+    /// The target accepted: log `open`, start watching the client, and move
+    /// whatever the client sent meanwhile.
+    fn open(&mut self, key: usize, ctx: &mut Ctx) -> Status {
+        if ctx
+            .registry
+            .register(&mut self.client, token(key, Side::Client), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return self.close(ctx, Side::Client);
+        }
+        let _ = self.client.set_nodelay(true);
+        if let Some(target) = &self.target {
+            let _ = target.set_nodelay(true);
+        }
+        self.phase = Phase::Open;
+        let (from, to) = self.ends.from_to(Side::Client);
+        let id = ctx.log.open(now_micros(), from, to, self.listen_port);
+        self.ends.conn_id = Some(id);
+        self.pump_both(true, true, ctx)
+    }
+
+    /// Moves bytes in the directions an event may have unblocked. A source
+    /// that ended gets its `close` logged before the other direction moves,
+    /// so lines stay in the order things happened.
+    fn pump_both(&mut self, up: bool, down: bool, ctx: &mut Ctx) -> Status {
+        let (Some(target), Some(id)) = (self.target.as_mut(), self.ends.conn_id) else {
+            return Status::Alive;
+        };
+        let log = &mut *ctx.log;
+        for (run, src) in [(up, Side::Client), (down, Side::Target)] {
+            if !run {
+                continue;
+            }
+            let (from, to) = self.ends.from_to(src);
+            let mut log_data = |data: &[u8]| log.data(now_micros(), &id, data, from, to);
+            let pipe = match src {
+                Side::Client => &mut self.up,
+                Side::Target => &mut self.down,
+            };
+            let outcome = match src {
+                Side::Client => pipe.pump(&mut self.client, target, ctx.scratch, &mut log_data),
+                Side::Target => pipe.pump(target, &mut self.client, ctx.scratch, &mut log_data),
+            };
+            match outcome {
+                Pump::Failed(end, _) => {
+                    let failed = if end == End::Src { src } else { src.other() };
+                    return self.close(ctx, failed);
+                }
+                Pump::Blocked | Pump::Finished => {
+                    if pipe.eof {
+                        self.ends.log_close(log, src);
+                    }
+                }
+            }
+        }
+        if self.up.fin_sent && self.down.fin_sent {
+            // SPEC §3: both directions ended: close both sockets.
+            return self.close(ctx, Side::Client);
+        }
+        Status::Alive
+    }
+
+    /// Closes both sockets now (the client's fd goes with the slot); logs `close` (from `from`) if the pair was
+    /// open and it was not logged yet. Called on errors, on the end of both
+    /// directions, at shutdown (from = client, SPEC §4) and when a connect
+    /// fails (nothing logged: no `open` was).
+    pub fn close(&mut self, ctx: &mut Ctx, from: Side) -> Status {
+        if matches!(self.phase, Phase::Closed) {
+            return Status::Closed;
+        }
+        self.ends.log_close(ctx.log, from);
+        if matches!(self.phase, Phase::Open) {
+            let _ = ctx.registry.deregister(&mut self.client);
+        }
+        if let Some(mut target) = self.target.take() {
+            let _ = ctx.registry.deregister(&mut target);
+        }
+        self.up = Pipe::default();
+        self.down = Pipe::default();
+        self.phase = Phase::Closed;
+        Status::Closed
+    }
+}

@@ -1,0 +1,14 @@
+//! Black-box tests of the `rawprox` binary: one test crate (see Cargo.toml,
+//! `autotests = false`) that runs the real executable with real arguments and
+//! talks to it over real sockets on 127.0.0.1 and ::1 only.
+//!
+//! Shared helpers live in `util`; each other module covers one part of the
+//! contract in /work/shared/SPEC.md.
+
+mod util;
+
+mod cli;
+mod destinations;
+mod forwarding;
+mod logging;
+mod shutdown;
