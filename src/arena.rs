@@ -43,7 +43,10 @@ impl Arena {
     /// The byte ranges logged within one second each, in order.
     pub fn seconds(&self) -> impl Iterator<Item = (u64, Range<usize>)> + '_ {
         self.marks.iter().enumerate().map(|(i, &(start, secs))| {
-            let end = self.marks.get(i + 1).map_or(self.bytes.len(), |&(next, _)| next);
+            let end = self
+                .marks
+                .get(i + 1)
+                .map_or(self.bytes.len(), |&(next, _)| next);
             (secs, start..end)
         })
     }
@@ -91,9 +94,22 @@ impl Logger {
     }
 
     /// A `start-logging`/`stop-logging` event.
-    pub fn logging_event(&mut self, micros: u64, event: &str, directory: Option<&str>, filename_format: Option<&str>) {
+    pub fn logging_event(
+        &mut self,
+        micros: u64,
+        event: &str,
+        directory: Option<&str>,
+        filename_format: Option<&str>,
+    ) {
         let out = self.arena.line(micros);
-        encode::push_logging_event(out, &mut self.clock, micros, event, directory, filename_format);
+        encode::push_logging_event(
+            out,
+            &mut self.clock,
+            micros,
+            event,
+            directory,
+            filename_format,
+        );
     }
 }
 

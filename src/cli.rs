@@ -93,14 +93,19 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                 return Err("'@' needs a directory name, as in @./logs".into());
             }
             if let Some(first) = &log_dir {
-                return Err(format!("two log directories given: '@{first}' and '{arg}'; give at most one"));
+                return Err(format!(
+                    "two log directories given: '@{first}' and '{arg}'; give at most one"
+                ));
             }
             log_dir = Some(dir.to_owned());
             continue;
         }
         let rule = PortRule::parse(&arg)?;
         if rules.iter().any(|r| r.local_port == rule.local_port) {
-            return Err(format!("local port {} is used by more than one rule", rule.local_port));
+            return Err(format!(
+                "local port {} is used by more than one rule",
+                rule.local_port
+            ));
         }
         rules.push(rule);
     }
@@ -108,11 +113,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     if filename_format.is_some() && log_dir.is_none() {
         return Err("--filename-format needs a @LOG_DIRECTORY".into());
     }
-    let filename_format = FilenameFormat::parse(filename_format.as_deref().unwrap_or(DEFAULT_FILENAME_FORMAT))
-        .map_err(|why| format!("invalid --filename-format: {why}"))?;
+    let filename_format = FilenameFormat::parse(
+        filename_format
+            .as_deref()
+            .unwrap_or(DEFAULT_FILENAME_FORMAT),
+    )
+    .map_err(|why| format!("invalid --filename-format: {why}"))?;
     if rules.is_empty() {
         if let Some(dir) = log_dir {
-            return Err(format!("log directory '@{dir}' given but no port rule to capture"));
+            return Err(format!(
+                "log directory '@{dir}' given but no port rule to capture"
+            ));
         }
         return Ok(Command::NothingToDo);
     }
@@ -124,7 +135,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     }))
 }
 
-fn flush_option(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<u64>, String> {
+fn flush_option(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+) -> Result<Option<u64>, String> {
     args.opt_value_from_fn(name, |text: &str| match text.parse::<u64>() {
         Ok(ms) if ms <= MAX_FLUSH_MILLIS => Ok(ms),
         Ok(_) => Err(format!("'{text}' is out of range (0-{MAX_FLUSH_MILLIS})")),
@@ -167,12 +181,22 @@ mod tests {
         assert_eq!(parse_strs(&["8080:a:1", "-h"]), Ok(Command::Help));
         assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
         assert_eq!(parse_strs(&[]), Ok(Command::NothingToDo));
-        assert_eq!(parse_strs(&["--flush-millis", "5"]), Ok(Command::NothingToDo));
+        assert_eq!(
+            parse_strs(&["--flush-millis", "5"]),
+            Ok(Command::NothingToDo)
+        );
     }
 
     #[test]
     fn options_in_any_order() {
-        let c = config(&["@logs", "--flush-millis=5", "1:a:2", "--filename-format", "x.log", "3:b:4"]);
+        let c = config(&[
+            "@logs",
+            "--flush-millis=5",
+            "1:a:2",
+            "--filename-format",
+            "x.log",
+            "3:b:4",
+        ]);
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.log_dir.as_deref(), Some("logs"));
         assert_eq!(c.flush_millis, 5);
@@ -192,7 +216,10 @@ mod tests {
             (&["1:a:2", "--flush-millis", "abc"], "'abc'"),
             (&["1:a:2", "--flush-millis", "99999999999"], "out of range"),
             (&["1:a:2", "@x", "@y"], "'@x' and '@y'"),
-            (&["1:a:2", "--filename-format", "x.log"], "needs a @LOG_DIRECTORY"),
+            (
+                &["1:a:2", "--filename-format", "x.log"],
+                "needs a @LOG_DIRECTORY",
+            ),
             (&["@logs"], "no port rule"),
             (&["1:a:2", "@l", "--filename-format", "%Q"], "'%Q'"),
             (&["1:a:2", "@l", "--filename-format", "x%"], "lone '%'"),

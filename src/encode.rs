@@ -20,13 +20,34 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 const fn escape_of(b: u8) -> Escape {
     match b {
-        b'"' => Escape { len: 2, text: [b'\\', b'"', 0] },
-        b'\\' => Escape { len: 2, text: [b'\\', b'\\', 0] },
-        b'\t' => Escape { len: 2, text: [b'\\', b't', 0] },
-        b'\n' => Escape { len: 2, text: [b'\\', b'n', 0] },
-        b'\r' => Escape { len: 2, text: [b'\\', b'r', 0] },
-        b'%' => Escape { len: 3, text: [b'%', b'2', b'5'] },
-        0x20..=0x7E => Escape { len: 0, text: [0; 3] },
+        b'"' => Escape {
+            len: 2,
+            text: [b'\\', b'"', 0],
+        },
+        b'\\' => Escape {
+            len: 2,
+            text: [b'\\', b'\\', 0],
+        },
+        b'\t' => Escape {
+            len: 2,
+            text: [b'\\', b't', 0],
+        },
+        b'\n' => Escape {
+            len: 2,
+            text: [b'\\', b'n', 0],
+        },
+        b'\r' => Escape {
+            len: 2,
+            text: [b'\\', b'r', 0],
+        },
+        b'%' => Escape {
+            len: 3,
+            text: [b'%', b'2', b'5'],
+        },
+        0x20..=0x7E => Escape {
+            len: 0,
+            text: [0; 3],
+        },
         _ => Escape {
             len: 3,
             text: [b'%', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]],
@@ -35,7 +56,10 @@ const fn escape_of(b: u8) -> Escape {
 }
 
 const ESCAPES: [Escape; 256] = {
-    let mut table = [Escape { len: 0, text: [0; 3] }; 256];
+    let mut table = [Escape {
+        len: 0,
+        text: [0; 3],
+    }; 256];
     let mut i = 0;
     while i < 256 {
         table[i] = escape_of(i as u8);
@@ -191,7 +215,10 @@ mod tests {
             (b"a\\b", "a\\\\b"),
             (b"\t\n\r", "\\t\\n\\r"),
             (b"\x7F\x1F\xFF", "%7F%1F%FF"),
-            (b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", "GET / HTTP/1.1\\r\\nHost: example.com\\r\\n\\r\\n"),
+            (
+                b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                "GET / HTTP/1.1\\r\\nHost: example.com\\r\\n\\r\\n",
+            ),
             (b" ~", " ~"),
             (b"", ""),
         ];
@@ -233,18 +260,63 @@ mod tests {
         let id = ConnId(*b"0tK3XaB9");
         let micros = 1_761_147_167_123_456;
         let mut out = Vec::new();
-        push_open_line(&mut out, &mut clock, micros, &id, "127.0.0.1:54321", "example.com:80", 8080);
-        push_data_line(&mut out, &mut clock, micros, &id, b"hi\n", "127.0.0.1:54321", "example.com:80");
-        push_close_line(&mut out, &mut clock, micros, &id, "example.com:80", "127.0.0.1:54321");
-        push_logging_event(&mut out, &mut clock, micros, "start-logging", Some("./lo\"gs"), Some("x.log"));
+        push_open_line(
+            &mut out,
+            &mut clock,
+            micros,
+            &id,
+            "127.0.0.1:54321",
+            "example.com:80",
+            8080,
+        );
+        push_data_line(
+            &mut out,
+            &mut clock,
+            micros,
+            &id,
+            b"hi\n",
+            "127.0.0.1:54321",
+            "example.com:80",
+        );
+        push_close_line(
+            &mut out,
+            &mut clock,
+            micros,
+            &id,
+            "example.com:80",
+            "127.0.0.1:54321",
+        );
+        push_logging_event(
+            &mut out,
+            &mut clock,
+            micros,
+            "start-logging",
+            Some("./lo\"gs"),
+            Some("x.log"),
+        );
         push_logging_event(&mut out, &mut clock, micros, "stop-logging", None, None);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","event":"open","from":"127.0.0.1:54321","to":"example.com:80","listen_port":8080}"#);
-        assert_eq!(lines[1], r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","data":"hi\n","from":"127.0.0.1:54321","to":"example.com:80"}"#);
-        assert_eq!(lines[2], r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","event":"close","from":"example.com:80","to":"127.0.0.1:54321"}"#);
-        assert_eq!(lines[3], r#"{"time":"2025-10-22T15:32:47.123456Z","event":"start-logging","directory":"./lo\"gs","filename_format":"x.log"}"#);
-        assert_eq!(lines[4], r#"{"time":"2025-10-22T15:32:47.123456Z","event":"stop-logging","directory":null}"#);
+        assert_eq!(
+            lines[0],
+            r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","event":"open","from":"127.0.0.1:54321","to":"example.com:80","listen_port":8080}"#
+        );
+        assert_eq!(
+            lines[1],
+            r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","data":"hi\n","from":"127.0.0.1:54321","to":"example.com:80"}"#
+        );
+        assert_eq!(
+            lines[2],
+            r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","event":"close","from":"example.com:80","to":"127.0.0.1:54321"}"#
+        );
+        assert_eq!(
+            lines[3],
+            r#"{"time":"2025-10-22T15:32:47.123456Z","event":"start-logging","directory":"./lo\"gs","filename_format":"x.log"}"#
+        );
+        assert_eq!(
+            lines[4],
+            r#"{"time":"2025-10-22T15:32:47.123456Z","event":"stop-logging","directory":null}"#
+        );
         for line in lines {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
         }

@@ -88,10 +88,16 @@ impl EventLoop {
         let shutting_down = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // SPEC §6: a second signal during shutdown exits at once.
-            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&shutting_down))?;
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                130,
+                Arc::clone(&shutting_down),
+            )?;
         }
-        let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut signals =
+            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
         let log_dir = match &destination {
             Destination::Directory { dir, .. } => Some(dir.clone()),
@@ -100,15 +106,23 @@ impl EventLoop {
         let mut logger = Logger::new(now_micros());
         if let Destination::Directory { dir, format } = &destination {
             // SPEC §5: a directory's first line is its start-logging event.
-            logger.logging_event(now_micros(), "start-logging", Some(dir), Some(format.source()));
+            logger.logging_event(
+                now_micros(),
+                "start-logging",
+                Some(dir),
+                Some(format.source()),
+            );
         }
         let writer = Writer::spawn(vec![destination], Arc::clone(&wake))?;
 
         let mut slab = Slab::new();
         for mut listener in listeners {
             let entry = slab.vacant_entry();
-            poll.registry()
-                .register(&mut listener.socket, token::token(entry.key(), Side::Client), Interest::READABLE)?;
+            poll.registry().register(
+                &mut listener.socket,
+                token::token(entry.key(), Side::Client),
+                Interest::READABLE,
+            )?;
             entry.insert(Slot::Listener(listener));
         }
         Ok(EventLoop {
@@ -166,8 +180,12 @@ impl EventLoop {
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        let flush = (!self.writer_busy && !self.logger.arena.is_empty()).then(|| self.flush_due(now));
-        let connect = self.connect_deadlines.front().map(|&(deadline, _, _)| deadline);
+        let flush =
+            (!self.writer_busy && !self.logger.arena.is_empty()).then(|| self.flush_due(now));
+        let connect = self
+            .connect_deadlines
+            .front()
+            .map(|&(deadline, _, _)| deadline);
         [flush, connect, self.accepts_paused_until]
             .into_iter()
             .flatten()
@@ -194,11 +212,9 @@ impl EventLoop {
     fn on_socket(&mut self, token: mio::Token, event: &mio::event::Event) {
         let (key, side) = token::split(token);
         match self.slab.get_mut(key) {
-            Some(Slot::Listener(_)) => {
-                if self.accepts_paused_until.is_none() {
-                    self.accept_all(key);
-                }
-            }
+            // While accepts are paused, the resume deadline accepts instead.
+            Some(Slot::Listener(_)) if self.accepts_paused_until.is_none() => self.accept_all(key),
+            Some(Slot::Listener(_)) => {}
             Some(Slot::Pair(pair)) => {
                 let mut ctx = Ctx {
                     registry: self.poll.registry(),
@@ -229,7 +245,9 @@ impl EventLoop {
     /// on EMFILE and the like without spinning (SPEC §3, nginx's approach).
     fn accept_all(&mut self, key: usize) {
         loop {
-            let Some(Slot::Listener(listener)) = self.slab.get(key) else { return };
+            let Some(Slot::Listener(listener)) = self.slab.get(key) else {
+                return;
+            };
             let (stream, addr) = match listener.accept() {
                 Accept::Connection(stream, addr) => (stream, addr),
                 Accept::Drained => return,
@@ -255,12 +273,26 @@ impl EventLoop {
 
             let serial = self.next_serial;
             self.next_serial += 1;
-            let pair_key = self.slab.insert(Slot::Pair(Pair::new(serial, listen_port, stream, addr, target_name)));
-            self.connect_deadlines.push_back((Instant::now() + CONNECT_TIMEOUT, pair_key, serial));
+            let pair_key = self.slab.insert(Slot::Pair(Pair::new(
+                serial,
+                listen_port,
+                stream,
+                addr,
+                target_name,
+            )));
+            self.connect_deadlines
+                .push_back((Instant::now() + CONNECT_TIMEOUT, pair_key, serial));
             match literal {
-                Some(addr) => self.with_pair(pair_key, |pair, ctx| pair.start_connecting(pair_key, vec![addr], ctx)),
+                Some(addr) => self.with_pair(pair_key, |pair, ctx| {
+                    pair.start_connecting(pair_key, vec![addr], ctx)
+                }),
                 None => {
-                    let request = Request { key: pair_key, serial, host, port };
+                    let request = Request {
+                        key: pair_key,
+                        serial,
+                        host,
+                        port,
+                    };
                     if self.resolver.lookup(request).is_err() {
                         self.with_pair(pair_key, |pair, ctx| pair.close(ctx, Side::Client));
                     }
@@ -272,7 +304,9 @@ impl EventLoop {
     /// Runs `f` on the pair at `key` with a handler context; queues the slot
     /// for freeing if it closed.
     fn with_pair(&mut self, key: usize, f: impl FnOnce(&mut Pair, &mut Ctx) -> Status) {
-        let Some(Slot::Pair(pair)) = self.slab.get_mut(key) else { return };
+        let Some(Slot::Pair(pair)) = self.slab.get_mut(key) else {
+            return;
+        };
         let mut ctx = Ctx {
             registry: self.poll.registry(),
             log: &mut self.logger,
@@ -380,13 +414,16 @@ impl EventLoop {
                 Some(Slot::Listener(listener)) => {
                     let _ = self.poll.registry().deregister(&mut listener.socket);
                 }
-                Some(Slot::Pair(_)) => self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client)),
+                Some(Slot::Pair(_)) => {
+                    self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client))
+                }
                 None => {}
             }
         }
         self.slab.clear();
         if let Some(dir) = &self.log_dir {
-            self.logger.logging_event(now_micros(), "stop-logging", Some(dir), None);
+            self.logger
+                .logging_event(now_micros(), "stop-logging", Some(dir), None);
         }
         while self.writer_busy {
             match self.writer.reports.recv() {

@@ -43,7 +43,10 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     let destination = match config.log_dir {
         Some(dir) => {
             check_log_dir(&dir)?;
-            Destination::Directory { dir, format: config.filename_format }
+            Destination::Directory {
+                dir,
+                format: config.filename_format,
+            }
         }
         None => Destination::Stdout,
     };
@@ -66,9 +69,11 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
 /// Creates the directory (and parents) and proves a file can be made in it.
 fn check_log_dir(dir: &str) -> Result<(), Error> {
     let path = Path::new(dir);
-    fs::create_dir_all(path).map_err(|e| Error(format!("cannot create log directory '{dir}': {e}")))?;
+    fs::create_dir_all(path)
+        .map_err(|e| Error(format!("cannot create log directory '{dir}': {e}")))?;
     let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
-    fs::File::create(&probe).map_err(|e| Error(format!("cannot write to log directory '{dir}': {e}")))?;
+    fs::File::create(&probe)
+        .map_err(|e| Error(format!("cannot write to log directory '{dir}': {e}")))?;
     let _ = fs::remove_file(&probe);
     Ok(())
 }

@@ -52,9 +52,9 @@ impl Listener {
             Ok((stream, addr)) => Accept::Connection(stream, addr),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock => Accept::Drained,
-                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
-                    Accept::Retry
-                }
+                io::ErrorKind::Interrupted
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset => Accept::Retry,
                 // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected:
                 // retrying at once would spin, so back off.
                 _ => Accept::Exhausted(e),

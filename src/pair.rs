@@ -29,7 +29,10 @@ pub enum Phase {
     /// Waiting for the resolver.
     Resolving,
     /// A connect to `addrs[next - 1]` is under way.
-    Connecting { addrs: Vec<SocketAddr>, next: usize },
+    Connecting {
+        addrs: Vec<SocketAddr>,
+        next: usize,
+    },
     Open,
     Closed,
 }
@@ -69,7 +72,7 @@ struct Ends {
 
 impl Ends {
     /// `(from, to)` for bytes or a close coming from `from`.
-    fn from_to(&self, from: Side) -> (&str, &str) {
+    fn addresses(&self, from: Side) -> (&str, &str) {
         match from {
             Side::Client => (&self.client_addr, &self.target_name),
             Side::Target => (&self.target_name, &self.client_addr),
@@ -82,14 +85,20 @@ impl Ends {
         let Some(id) = self.conn_id else { return };
         if !self.close_logged {
             self.close_logged = true;
-            let (from, to) = self.from_to(from);
+            let (from, to) = self.addresses(from);
             log.close(now_micros(), &id, from, to);
         }
     }
 }
 
 impl Pair {
-    pub fn new(serial: u64, listen_port: u16, client: TcpStream, client_addr: SocketAddr, target_name: Rc<str>) -> Self {
+    pub fn new(
+        serial: u64,
+        listen_port: u16,
+        client: TcpStream,
+        client_addr: SocketAddr,
+        target_name: Rc<str>,
+    ) -> Self {
         Pair {
             serial,
             listen_port,
@@ -109,7 +118,12 @@ impl Pair {
 
     /// Starts connecting to the first of `addrs` that takes a connect.
     /// Called once the addresses are known.
-    pub fn start_connecting(&mut self, key: usize, addrs: Vec<SocketAddr>, ctx: &mut Ctx) -> Status {
+    pub fn start_connecting(
+        &mut self,
+        key: usize,
+        addrs: Vec<SocketAddr>,
+        ctx: &mut Ctx,
+    ) -> Status {
         self.phase = Phase::Connecting { addrs, next: 0 };
         self.connect_next(key, ctx)
     }
@@ -125,10 +139,16 @@ impl Pair {
         };
         while let Some(&addr) = addrs.get(*next) {
             *next += 1;
-            let Ok(mut stream) = TcpStream::connect(addr) else { continue };
+            let Ok(mut stream) = TcpStream::connect(addr) else {
+                continue;
+            };
             if ctx
                 .registry
-                .register(&mut stream, token(key, Side::Target), Interest::READABLE | Interest::WRITABLE)
+                .register(
+                    &mut stream,
+                    token(key, Side::Target),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
                 .is_ok()
             {
                 self.target = Some(stream);
@@ -161,7 +181,9 @@ impl Pair {
     /// mio's recipe: on an event, `take_error`, then `peer_addr`
     /// (`NotConnected` means not yet).
     fn check_connect(&mut self, key: usize, ctx: &mut Ctx) -> Status {
-        let Some(target) = &self.target else { return Status::Alive };
+        let Some(target) = &self.target else {
+            return Status::Alive;
+        };
         match target.take_error() {
             Ok(None) => {}
             Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
@@ -178,7 +200,11 @@ impl Pair {
     fn open(&mut self, key: usize, ctx: &mut Ctx) -> Status {
         if ctx
             .registry
-            .register(&mut self.client, token(key, Side::Client), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut self.client,
+                token(key, Side::Client),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .is_err()
         {
             return self.close(ctx, Side::Client);
@@ -188,7 +214,7 @@ impl Pair {
             let _ = target.set_nodelay(true);
         }
         self.phase = Phase::Open;
-        let (from, to) = self.ends.from_to(Side::Client);
+        let (from, to) = self.ends.addresses(Side::Client);
         let id = ctx.log.open(now_micros(), from, to, self.listen_port);
         self.ends.conn_id = Some(id);
         self.pump_both(true, true, ctx)
@@ -206,7 +232,7 @@ impl Pair {
             if !run {
                 continue;
             }
-            let (from, to) = self.ends.from_to(src);
+            let (from, to) = self.ends.addresses(src);
             let mut log_data = |data: &[u8]| log.data(now_micros(), &id, data, from, to);
             let pipe = match src {
                 Side::Client => &mut self.up,

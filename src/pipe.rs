@@ -189,17 +189,24 @@ mod tests {
     }
 
     fn src(chunks: Vec<io::Result<Vec<u8>>>) -> FakeSrc {
-        FakeSrc { chunks: chunks.into() }
+        FakeSrc {
+            chunks: chunks.into(),
+        }
     }
 
     #[test]
     fn forwards_and_logs_each_read() {
         let mut pipe = Pipe::default();
         let mut s = src(vec![Ok(b"hello ".to_vec()), Ok(b"world".to_vec())]);
-        let mut d = FakeDst { room: usize::MAX, ..Default::default() };
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
         let mut logged = Vec::new();
         let mut scratch = vec![0; READ_CHUNK];
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| logged.push(b.to_vec()));
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| {
+            logged.push(b.to_vec())
+        });
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(d.got, b"hello world");
         assert_eq!(logged, vec![b"hello ".to_vec(), b"world".to_vec()]);
@@ -210,7 +217,10 @@ mod tests {
     fn short_write_keeps_the_rest_and_stops_reading() {
         let mut pipe = Pipe::default();
         let mut s = src(vec![Ok(vec![1; 100]), Ok(vec![2; 100])]);
-        let mut d = FakeDst { room: 30, ..Default::default() };
+        let mut d = FakeDst {
+            room: 30,
+            ..Default::default()
+        };
         let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
         let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| reads += 1);
@@ -233,7 +243,10 @@ mod tests {
     fn eof_passes_the_fin_on_after_pending_bytes() {
         let mut pipe = Pipe::default();
         let mut s = src(vec![Ok(b"abc".to_vec()), Ok(Vec::new())]);
-        let mut d = FakeDst { room: 1, ..Default::default() };
+        let mut d = FakeDst {
+            room: 1,
+            ..Default::default()
+        };
         let mut scratch = vec![0; READ_CHUNK];
         let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {});
         assert!(matches!(out, Pump::Blocked));
@@ -244,7 +257,10 @@ mod tests {
         assert!(pipe.eof && pipe.fin_sent && d.fin);
         assert_eq!(d.got, b"abc");
         // Calling again is harmless.
-        assert!(matches!(pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {}), Pump::Finished));
+        assert!(matches!(
+            pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {}),
+            Pump::Finished
+        ));
     }
 
     #[test]
@@ -252,13 +268,19 @@ mod tests {
         let mut scratch = vec![0; READ_CHUNK];
         let mut pipe = Pipe::default();
         let mut s = src(vec![Err(io::ErrorKind::ConnectionReset.into())]);
-        let mut d = FakeDst { room: usize::MAX, ..Default::default() };
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
         let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {});
         assert!(matches!(out, Pump::Failed(End::Src, _)));
 
         let mut pipe = Pipe::default();
         let mut s = src(vec![Ok(b"x".to_vec())]);
-        let mut d = FakeDst { fail: Some(io::ErrorKind::BrokenPipe), ..Default::default() };
+        let mut d = FakeDst {
+            fail: Some(io::ErrorKind::BrokenPipe),
+            ..Default::default()
+        };
         let mut logged = 0;
         let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| logged += 1);
         assert!(matches!(out, Pump::Failed(End::Dst, _)));
@@ -269,10 +291,15 @@ mod tests {
     fn reads_are_at_most_one_chunk() {
         let mut pipe = Pipe::default();
         let mut s = src(vec![Ok(vec![7; READ_CHUNK * 2 + 5])]);
-        let mut d = FakeDst { room: usize::MAX, ..Default::default() };
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
         let mut sizes = Vec::new();
         let mut scratch = vec![0; READ_CHUNK * 4];
-        pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| sizes.push(b.len()));
+        pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| {
+            sizes.push(b.len())
+        });
         assert_eq!(sizes, vec![READ_CHUNK, READ_CHUNK, 5]);
     }
 }

@@ -38,7 +38,12 @@ impl Resolver {
     /// No threads start until the first lookup.
     pub fn new(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
         let (answers_tx, answers) = mpsc::channel();
-        Resolver { requests: None, wake, answers_tx, answers }
+        Resolver {
+            requests: None,
+            wake,
+            answers_tx,
+            answers,
+        }
     }
 
     /// Queues a lookup; its answer arrives on `answers` and wakes the loop.
@@ -59,21 +64,32 @@ impl Resolver {
             let rx = Arc::clone(&rx);
             let answers = self.answers_tx.clone();
             let wake = Arc::clone(&self.wake);
-            thread::Builder::new().name(format!("rawprox-resolve-{i}")).spawn(move || {
-                loop {
-                    // Hold the lock only to take the next request.
-                    let next = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(req) = next else { return };
-                    let addrs = (req.host.as_str(), req.port).to_socket_addrs().map(Iterator::collect);
-                    if answers.send(Resolved { key: req.key, serial: req.serial, addrs }).is_err() {
-                        return;
+            thread::Builder::new()
+                .name(format!("rawprox-resolve-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Hold the lock only to take the next request.
+                        let next = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(req) = next else { return };
+                        let addrs = (req.host.as_str(), req.port)
+                            .to_socket_addrs()
+                            .map(Iterator::collect);
+                        if answers
+                            .send(Resolved {
+                                key: req.key,
+                                serial: req.serial,
+                                addrs,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                        wake();
                     }
-                    wake();
-                }
-            })?;
+                })?;
         }
         Ok(tx)
     }

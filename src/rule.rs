@@ -47,11 +47,16 @@ impl PortRule {
         };
         let bind = match bind {
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            Some(part) => parse_bind(part).map_err(|why| format!("invalid port rule '{text}': {why}"))?,
+            Some(part) => {
+                parse_bind(part).map_err(|why| format!("invalid port rule '{text}': {why}"))?
+            }
         };
-        let local_port = parse_port(&local.text).map_err(|why| format!("invalid port rule '{text}': local {why}"))?;
-        let target_host = parse_host(host).map_err(|why| format!("invalid port rule '{text}': {why}"))?;
-        let target_port = parse_port(&port.text).map_err(|why| format!("invalid port rule '{text}': target {why}"))?;
+        let local_port = parse_port(&local.text)
+            .map_err(|why| format!("invalid port rule '{text}': local {why}"))?;
+        let target_host =
+            parse_host(host).map_err(|why| format!("invalid port rule '{text}': {why}"))?;
+        let target_port = parse_port(&port.text)
+            .map_err(|why| format!("invalid port rule '{text}': target {why}"))?;
         Ok(PortRule {
             bind,
             local_port,
@@ -101,14 +106,26 @@ fn split_parts(text: &str) -> Result<Vec<Part>, String> {
             if !(after.is_empty() || after.starts_with(':')) {
                 return Err(format!("invalid port rule '{text}': ']' must end a part"));
             }
-            (Part { text: inner[..close].to_owned(), bracketed: true }, after)
+            (
+                Part {
+                    text: inner[..close].to_owned(),
+                    bracketed: true,
+                },
+                after,
+            )
         } else {
             let end = rest.find(':').unwrap_or(rest.len());
             let piece = &rest[..end];
             if piece.contains('[') || piece.contains(']') {
                 return Err(format!("invalid port rule '{text}': unbalanced brackets"));
             }
-            (Part { text: piece.to_owned(), bracketed: false }, &rest[end..])
+            (
+                Part {
+                    text: piece.to_owned(),
+                    bracketed: false,
+                },
+                &rest[end..],
+            )
         };
         parts.push(part);
         match after.strip_prefix(':') {
@@ -143,10 +160,9 @@ fn parse_bind(part: &Part) -> Result<IpAddr, String> {
         "" => Err("bind address is empty".into()),
         "localhost" => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         "*" => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        other => other
-            .parse::<Ipv4Addr>()
-            .map(IpAddr::V4)
-            .map_err(|_| format!("bind address '{other}' is not an IPv4 address (write IPv6 as [addr])")),
+        other => other.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| {
+            format!("bind address '{other}' is not an IPv4 address (write IPv6 as [addr])")
+        }),
     }
 }
 
@@ -163,7 +179,10 @@ fn parse_host(part: &Part) -> Result<String, String> {
         return Err("target host is empty".into());
     }
     // Host names go into log lines unescaped: keep to what DNS names use.
-    if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
         return Err(format!("target host '{host}' is not a valid host name"));
     }
     Ok(host.clone())

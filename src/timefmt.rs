@@ -202,8 +202,16 @@ mod tests {
 
     #[test]
     fn bad_formats_are_rejected() {
-        assert!(FilenameFormat::parse("log%").unwrap_err().contains("lone '%'"));
-        assert!(FilenameFormat::parse("%Q.log").unwrap_err().contains("'%Q'"));
+        assert!(
+            FilenameFormat::parse("log%")
+                .unwrap_err()
+                .contains("lone '%'")
+        );
+        assert!(
+            FilenameFormat::parse("%Q.log")
+                .unwrap_err()
+                .contains("'%Q'")
+        );
         assert!(FilenameFormat::parse("").is_err());
     }
 }

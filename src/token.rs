@@ -32,7 +32,11 @@ pub fn token(key: usize, side: Side) -> Token {
 
 /// The slot key and side of a non-reserved token.
 pub fn split(token: Token) -> (usize, Side) {
-    let side = if token.0 & 1 == 0 { Side::Client } else { Side::Target };
+    let side = if token.0 & 1 == 0 {
+        Side::Client
+    } else {
+        Side::Target
+    };
     (token.0 >> 1, side)
 }
 

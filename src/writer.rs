@@ -42,7 +42,10 @@ pub enum FromWriter {
     /// A `Write` is done; the arena comes back empty for reuse.
     Written(Arena),
     /// A destination failed and was dropped; the others go on.
-    Failed { destination: String, error: io::Error },
+    Failed {
+        destination: String,
+        error: io::Error,
+    },
     /// stdout was closed by its reader (EPIPE): not an error (SPEC §5).
     StdoutClosed,
 }
@@ -56,32 +59,40 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; `wake` is called after each report.
-    pub fn spawn(destinations: Vec<Destination>, wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Self> {
+    pub fn spawn(
+        destinations: Vec<Destination>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> io::Result<Self> {
         let (to_writer, inbox) = mpsc::channel::<ToWriter>();
         let (outbox, reports) = mpsc::channel();
-        let thread = thread::Builder::new().name("rawprox-writer".into()).spawn(move || {
-            let mut outputs: Vec<Output> = destinations.into_iter().map(Output::new).collect();
-            for message in inbox {
-                let ToWriter::Write(mut arena) = message;
-                outputs.retain_mut(|output| match output.write(&arena) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        let report = if matches!(output.destination, Destination::Stdout)
-                            && error.kind() == io::ErrorKind::BrokenPipe
-                        {
-                            FromWriter::StdoutClosed
-                        } else {
-                            FromWriter::Failed { destination: output.destination.describe(), error }
-                        };
-                        let _ = outbox.send(report);
-                        false
-                    }
-                });
-                arena.clear();
-                let _ = outbox.send(FromWriter::Written(arena));
-                wake();
-            }
-        })?;
+        let thread = thread::Builder::new()
+            .name("rawprox-writer".into())
+            .spawn(move || {
+                let mut outputs: Vec<Output> = destinations.into_iter().map(Output::new).collect();
+                for message in inbox {
+                    let ToWriter::Write(mut arena) = message;
+                    outputs.retain_mut(|output| match output.write(&arena) {
+                        Ok(()) => true,
+                        Err(error) => {
+                            let report = if matches!(output.destination, Destination::Stdout)
+                                && error.kind() == io::ErrorKind::BrokenPipe
+                            {
+                                FromWriter::StdoutClosed
+                            } else {
+                                FromWriter::Failed {
+                                    destination: output.destination.describe(),
+                                    error,
+                                }
+                            };
+                            let _ = outbox.send(report);
+                            false
+                        }
+                    });
+                    arena.clear();
+                    let _ = outbox.send(FromWriter::Written(arena));
+                    wake();
+                }
+            })?;
         Ok(Writer {
             to_writer: Some(to_writer),
             reports,
@@ -116,7 +127,10 @@ struct Output {
 
 impl Output {
     fn new(destination: Destination) -> Self {
-        Output { destination, name_cache: None }
+        Output {
+            destination,
+            name_cache: None,
+        }
     }
 
     fn write(&mut self, arena: &Arena) -> io::Result<()> {
@@ -129,7 +143,9 @@ impl Output {
                 out.write_all(arena.bytes())?;
                 return out.flush();
             }
-            Destination::Directory { dir, format } => (Path::new(dir).to_path_buf(), format.clone()),
+            Destination::Directory { dir, format } => {
+                (Path::new(dir).to_path_buf(), format.clone())
+            }
         };
         // Group the arena's byte ranges by file, keeping first-seen order;
         // adjacent ranges for one file merge, so usually one write is one slice.
@@ -150,7 +166,10 @@ impl Output {
             if let [one] = ranges.as_slice() {
                 append(&path, &bytes[one.clone()])?;
             } else {
-                let joined: Vec<u8> = ranges.into_iter().flat_map(|r| bytes[r].iter().copied()).collect();
+                let joined: Vec<u8> = ranges
+                    .into_iter()
+                    .flat_map(|r| bytes[r].iter().copied())
+                    .collect();
                 append(&path, &joined)?;
             }
         }
@@ -198,7 +217,10 @@ mod tests {
     fn lines_go_to_the_file_of_their_second_and_append() {
         let dir = temp_dir("rotate");
         let format = FilenameFormat::parse("%S.log").unwrap();
-        let destination = Destination::Directory { dir: dir.join("sub").to_string_lossy().into(), format };
+        let destination = Destination::Directory {
+            dir: dir.join("sub").to_string_lossy().into(),
+            format,
+        };
         let mut writer = Writer::spawn(vec![destination], Arc::new(|| {})).unwrap();
         let mut arena = Arena::default();
         arena.line(1_000_000).extend_from_slice(b"one-a\n");
@@ -215,7 +237,10 @@ mod tests {
         writer.send(again);
         writer.finish();
         let sub = dir.join("sub");
-        assert_eq!(fs::read_to_string(sub.join("01.log")).unwrap(), "one-a\none-b\none-c\n");
+        assert_eq!(
+            fs::read_to_string(sub.join("01.log")).unwrap(),
+            "one-a\none-b\none-c\n"
+        );
         assert_eq!(fs::read_to_string(sub.join("02.log")).unwrap(), "two\n");
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -228,7 +253,10 @@ mod tests {
         fs::write(&blocker, b"").unwrap();
         let format = FilenameFormat::parse("x.log").unwrap();
         let shown = blocker.join("sub").to_string_lossy().to_string();
-        let destination = Destination::Directory { dir: shown.clone(), format };
+        let destination = Destination::Directory {
+            dir: shown.clone(),
+            format,
+        };
         let mut writer = Writer::spawn(vec![destination], Arc::new(|| {})).unwrap();
         let mut arena = Arena::default();
         arena.line(0).extend_from_slice(b"x\n");

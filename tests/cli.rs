@@ -67,7 +67,7 @@ fn nothing_to_do_prints_help_to_stderr_with_exit_1() {
 }
 
 /// Exit 1, nothing on stdout, exactly one stderr line: `Error:` and one of `culprits`.
-fn assert_error(args: &[String], culprits: &[&str]) {
+fn assert_error(args: &[String], culprits: &[String]) {
     let Outcome { status, stdout_lines, stderr } = Proxy::run(args);
     assert_eq!(status.code(), Some(1), "{args:?}: exit status; stderr: {stderr}");
     assert!(stdout_lines.is_empty(), "{args:?}: stdout should be empty: {stdout_lines:?}");
@@ -95,33 +95,34 @@ fn invalid_arguments_give_one_error_line_and_exit_1() {
     fs::write(&blocker, b"a regular file, not a directory").unwrap();
     let under_file = path_str(&blocker.join("sub"));
 
-    let s = |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_string()).collect() };
-    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
-        (vec![format!("{p}:host")], vec![&format!("{p}:host")]),
-        (s(&["0:127.0.0.1:80"]), vec!["0:127.0.0.1:80"]),
-        (s(&["70000:127.0.0.1:80"]), vec!["70000:127.0.0.1:80"]),
-        (s(&["abc:127.0.0.1:80"]), vec!["abc:127.0.0.1:80"]),
-        (vec![format!("{p}::80")], vec![&format!("{p}::80")]),
-        (vec![format!("{p}:[::1:80")], vec![&format!("{p}:[::1:80")]),
-        (vec![format!("{p}:127.0.0.1:0")], vec![&format!("{p}:127.0.0.1:0")]),
-        (vec![format!("{p}:127.0.0.1:9"), format!("{p}:127.0.0.1:10")], vec![&p.to_string()]),
-        (vec![good.clone(), "--bogus".into()], vec!["--bogus"]),
-        (vec![good.clone(), "--flush-millis".into()], vec!["--flush-millis"]),
-        (vec![good.clone(), "--flush-millis".into(), "abc".into()], vec!["abc"]),
-        (vec![good.clone(), "--mcp-port".into(), "70000".into()], vec!["70000"]),
-        (vec![good.clone(), "--filename-format".into()], vec!["--filename-format"]),
-        (vec![good.clone(), format!("@{dir_a}"), format!("@{dir_b}")], vec![&dir_a, &dir_b]),
-        (vec![good.clone(), "--filename-format".into(), "x.log".into()], vec!["--filename-format"]),
-        (vec![format!("@{dir_a}")], vec![&dir_a]),
-        (
-            vec![good.clone(), format!("@{dir_a}"), "--filename-format".into(), "cap_%Q.log".into()],
-            vec!["%Q"],
-        ),
-        (
-            vec![good.clone(), format!("@{dir_a}"), "--filename-format".into(), "cap_%".into()],
-            vec!["cap_%"],
-        ),
-        (vec![good.clone(), format!("@{under_file}")], vec![&under_file]),
+    let owned = |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_string()).collect() };
+    let with_good = |v: &[&str]| -> Vec<String> {
+        let mut args = vec![good.clone()];
+        args.extend(v.iter().map(|a| a.to_string()));
+        args
+    };
+    let dir_a_arg = format!("@{dir_a}");
+    // (arguments, the culprits of which the error line must name one)
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (vec![format!("{p}:host")], vec![format!("{p}:host")]),
+        (owned(&["0:127.0.0.1:80"]), owned(&["0:127.0.0.1:80"])),
+        (owned(&["70000:127.0.0.1:80"]), owned(&["70000:127.0.0.1:80"])),
+        (owned(&["abc:127.0.0.1:80"]), owned(&["abc:127.0.0.1:80"])),
+        (vec![format!("{p}::80")], vec![format!("{p}::80")]),
+        (vec![format!("{p}:[::1:80")], vec![format!("{p}:[::1:80")]),
+        (vec![format!("{p}:127.0.0.1:0")], vec![format!("{p}:127.0.0.1:0")]),
+        (vec![format!("{p}:127.0.0.1:9"), format!("{p}:127.0.0.1:10")], vec![p.to_string()]),
+        (with_good(&["--bogus"]), owned(&["--bogus"])),
+        (with_good(&["--flush-millis"]), owned(&["--flush-millis"])),
+        (with_good(&["--flush-millis", "abc"]), owned(&["abc"])),
+        (with_good(&["--mcp-port", "70000"]), owned(&["70000"])),
+        (with_good(&["--filename-format"]), owned(&["--filename-format"])),
+        (with_good(&[&dir_a_arg, &format!("@{dir_b}")]), vec![dir_a.clone(), dir_b.clone()]),
+        (with_good(&["--filename-format", "x.log"]), owned(&["--filename-format"])),
+        (vec![dir_a_arg.clone()], vec![dir_a.clone()]),
+        (with_good(&[&dir_a_arg, "--filename-format", "cap_%Q.log"]), owned(&["%Q"])),
+        (with_good(&[&dir_a_arg, "--filename-format", "cap_%"]), owned(&["cap_%"])),
+        (with_good(&[&format!("@{under_file}")]), vec![under_file.clone()]),
     ];
     for (args, culprits) in &cases {
         assert_error(args, culprits);
