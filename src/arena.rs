@@ -6,28 +6,86 @@
 use crate::connid::{ConnId, ConnIdSeq};
 use crate::encode;
 use crate::timefmt::LineClock;
+use crate::writer::{DestKey, Destination};
 use std::ops::Range;
 
-/// Encoded lines, plus `(offset, unix second)` marks: lines from `offset`
-/// up to the next mark were logged during that second.
+/// Who a run of lines is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Traffic: every destination active at that point.
+    Traffic,
+    /// A control event: stdout as the controller's channel (`console`)
+    /// and/or one destination, whether or not they take traffic.
+    Control {
+        console: bool,
+        dest: Option<DestKey>,
+    },
+}
+
+/// What the arena holds at one offset: lines, or a change of destinations
+/// that applies to the lines after it.
+#[derive(Debug)]
+enum Item {
+    /// Lines logged within second `secs`, up to the next item.
+    Lines {
+        secs: u64,
+        route: Route,
+    },
+    Add(Destination),
+    Remove(DestKey),
+}
+
+/// One step of an arena, in order, for the writer.
+#[derive(Debug)]
+pub enum Run<'a> {
+    Lines {
+        secs: u64,
+        range: Range<usize>,
+        route: &'a Route,
+    },
+    Add(&'a Destination),
+    Remove(&'a DestKey),
+}
+
+/// Encoded lines, cut into runs of one second and one route, with the
+/// destination changes between them, in the order they happened.
 #[derive(Debug, Default)]
 pub struct Arena {
     bytes: Vec<u8>,
-    marks: Vec<(usize, u64)>,
+    /// `(offset, item)`; offsets never decrease.
+    items: Vec<(usize, Item)>,
 }
 
 impl Arena {
-    /// The buffer to append one line logged at `micros` to.
+    /// The buffer to append one traffic line logged at `micros` to.
     pub fn line(&mut self, micros: u64) -> &mut Vec<u8> {
+        self.line_for(micros, Route::Traffic)
+    }
+
+    /// The buffer to append one control line logged at `micros` to.
+    pub fn line_for(&mut self, micros: u64, route: Route) -> &mut Vec<u8> {
         let secs = micros / 1_000_000;
-        if self.marks.last().is_none_or(|&(_, s)| s != secs) {
-            self.marks.push((self.bytes.len(), secs));
+        let same_run = matches!(self.items.last(), Some((_, Item::Lines { secs: s, route: r })) if *s == secs && *r == route);
+        if !same_run {
+            self.items
+                .push((self.bytes.len(), Item::Lines { secs, route }));
         }
         &mut self.bytes
     }
 
+    /// From here on, traffic lines also go to `destination`.
+    pub fn add_destination(&mut self, destination: Destination) {
+        self.items.push((self.bytes.len(), Item::Add(destination)));
+    }
+
+    /// From here on, traffic lines no longer go to `key`.
+    pub fn remove_destination(&mut self, key: DestKey) {
+        self.items.push((self.bytes.len(), Item::Remove(key)));
+    }
+
+    /// True when there is nothing for the writer: no lines, no changes.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.items.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -37,18 +95,29 @@ impl Arena {
     /// Empties the arena, keeping its capacity for reuse.
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.marks.clear();
+        self.items.clear();
     }
 
-    /// The byte ranges logged within one second each, in order.
-    pub fn seconds(&self) -> impl Iterator<Item = (u64, Range<usize>)> + '_ {
-        self.marks.iter().enumerate().map(|(i, &(start, secs))| {
-            let end = self
-                .marks
-                .get(i + 1)
-                .map_or(self.bytes.len(), |&(next, _)| next);
-            (secs, start..end)
-        })
+    /// The runs and changes in order.
+    pub fn runs(&self) -> impl Iterator<Item = Run<'_>> + '_ {
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(i, (start, item))| match item {
+                Item::Lines { secs, route } => {
+                    let end = self
+                        .items
+                        .get(i + 1)
+                        .map_or(self.bytes.len(), |&(next, _)| next);
+                    Run::Lines {
+                        secs: *secs,
+                        range: *start..end,
+                        route,
+                    }
+                }
+                Item::Add(destination) => Run::Add(destination),
+                Item::Remove(key) => Run::Remove(key),
+            })
     }
 
     /// All the bytes.
@@ -93,15 +162,16 @@ impl Logger {
         encode::push_close_line(out, &mut self.clock, micros, id, from, to);
     }
 
-    /// A `start-logging`/`stop-logging` event.
+    /// A `start-logging`/`stop-logging` event, for whom `route` says.
     pub fn logging_event(
         &mut self,
+        route: Route,
         micros: u64,
         event: &str,
         directory: Option<&str>,
         filename_format: Option<&str>,
     ) {
-        let out = self.arena.line(micros);
+        let out = self.arena.line_for(micros, route);
         encode::push_logging_event(
             out,
             &mut self.clock,
@@ -118,17 +188,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marks_split_the_bytes_by_second() {
+    fn runs_split_by_second_route_and_change() {
         let mut arena = Arena::default();
         arena.line(1_000_000).extend_from_slice(b"a\n");
         arena.line(1_500_000).extend_from_slice(b"b\n");
         arena.line(2_000_000).extend_from_slice(b"c\n");
-        arena.line(1_999_999).extend_from_slice(b"d\n");
-        let runs: Vec<(u64, Range<usize>)> = arena.seconds().collect();
-        assert_eq!(runs, vec![(1, 0..4), (2, 4..6), (1, 6..8)]);
+        arena.add_destination(Destination::Stdout);
+        arena.line(2_000_001).extend_from_slice(b"d\n");
+        let console = Route::Control {
+            console: true,
+            dest: None,
+        };
+        arena
+            .line_for(2_000_002, console.clone())
+            .extend_from_slice(b"e\n");
+        arena.remove_destination(DestKey::Stdout);
+        let runs: Vec<String> = arena.runs().map(|r| format!("{r:?}")).collect();
+        assert_eq!(
+            runs,
+            [
+                "Lines { secs: 1, range: 0..4, route: Traffic }",
+                "Lines { secs: 2, range: 4..6, route: Traffic }",
+                "Add(Stdout)",
+                "Lines { secs: 2, range: 6..8, route: Traffic }",
+                "Lines { secs: 2, range: 8..10, route: Control { console: true, dest: None } }",
+                "Remove(Stdout)",
+            ]
+        );
         arena.clear();
         assert!(arena.is_empty());
-        assert_eq!(arena.seconds().count(), 0);
+        assert_eq!(arena.runs().count(), 0);
     }
 
     #[test]

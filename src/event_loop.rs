@@ -3,14 +3,14 @@
 //! network happens on this thread; disk, stdout and name lookups happen on
 //! helper threads that wake it.
 
-use crate::arena::{Arena, Logger};
+use crate::arena::{Arena, Logger, Route};
 use crate::listener::{Accept, Listener};
 use crate::pair::{Ctx, Pair, Phase, Status};
 use crate::pipe::READ_CHUNK;
 use crate::resolve::{Request, Resolved, Resolver};
 use crate::timefmt::now_micros;
 use crate::token::{self, SIGNALS, Side, WAKER};
-use crate::writer::{Destination, FromWriter, Writer};
+use crate::writer::{DestKey, Destination, FromWriter, Writer};
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -68,8 +68,12 @@ pub struct EventLoop {
     /// Set when shutdown starts: a second SIGINT/SIGTERM then exits at once.
     shutting_down: Arc<AtomicBool>,
     stop: Option<Stop>,
-    /// The command line's `@LOG_DIRECTORY`, for its `stop-logging` line.
-    log_dir: Option<String>,
+    /// An MCP server runs: control events also go to stdout, at once.
+    console: bool,
+    /// The active log destinations.
+    destinations: Vec<Destination>,
+    /// Write the arena as soon as the writer is free (control events).
+    flush_now: bool,
 }
 
 impl EventLoop {
@@ -99,21 +103,7 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
-        let log_dir = match &destination {
-            Destination::Directory { dir, .. } => Some(dir.clone()),
-            Destination::Stdout => None,
-        };
-        let mut logger = Logger::new(now_micros());
-        if let Destination::Directory { dir, format } = &destination {
-            // SPEC §5: a directory's first line is its start-logging event.
-            logger.logging_event(
-                now_micros(),
-                "start-logging",
-                Some(dir),
-                Some(format.source()),
-            );
-        }
-        let writer = Writer::spawn(vec![destination], Arc::clone(&wake))?;
+        let writer = Writer::spawn(Arc::clone(&wake))?;
 
         let mut slab = Slab::new();
         for mut listener in listeners {
@@ -125,10 +115,10 @@ impl EventLoop {
             )?;
             entry.insert(Slot::Listener(listener));
         }
-        Ok(EventLoop {
+        let mut event_loop = EventLoop {
             poll,
             slab,
-            logger,
+            logger: Logger::new(now_micros()),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             resolver: Resolver::new(wake),
             writer,
@@ -145,8 +135,69 @@ impl EventLoop {
             signals,
             shutting_down,
             stop: None,
-            log_dir,
-        })
+            console: false,
+            destinations: Vec::new(),
+            flush_now: false,
+        };
+        event_loop
+            .start_logging(destination)
+            .expect("the first destination is new");
+        Ok(event_loop)
+    }
+
+    /// Adds a log destination: traffic logged from now on goes there too
+    /// (SPEC §5, §7). A directory's first line is its `start-logging`.
+    pub fn start_logging(&mut self, destination: Destination) -> Result<(), String> {
+        let key = destination.key();
+        if self.destinations.iter().any(|d| d.key() == key) {
+            return Err(format!("already logging to {}", key.describe()));
+        }
+        self.logger.arena.add_destination(destination.clone());
+        let (directory, format) = match &destination {
+            Destination::Stdout => (None, None),
+            Destination::Directory { dir, format } => (Some(dir.as_str()), Some(format.source())),
+        };
+        self.logging_event(&key, "start-logging", directory, format);
+        self.destinations.push(destination);
+        Ok(())
+    }
+
+    /// Removes a log destination after writing what was logged for it; its
+    /// last line is its `stop-logging`.
+    pub fn stop_logging(&mut self, key: &DestKey) -> Result<(), String> {
+        let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
+            return Err(format!("not logging to {}", key.describe()));
+        };
+        let destination = self.destinations.remove(i);
+        let directory = match &destination {
+            Destination::Stdout => None,
+            Destination::Directory { dir, .. } => Some(dir.as_str()),
+        };
+        self.logging_event(key, "stop-logging", directory, None);
+        self.logger.arena.remove_destination(key.clone());
+        Ok(())
+    }
+
+    /// Logs a control event for the destination it concerns and, with MCP,
+    /// for the controller on stdout, written at once (SPEC §5).
+    fn logging_event(
+        &mut self,
+        key: &DestKey,
+        event: &str,
+        directory: Option<&str>,
+        format: Option<&str>,
+    ) {
+        let dest = matches!(key, DestKey::Dir(_)).then(|| key.clone());
+        if dest.is_none() && !self.console {
+            return; // Without MCP only traffic lines reach stdout.
+        }
+        let route = Route::Control {
+            console: self.console,
+            dest,
+        };
+        self.logger
+            .logging_event(route, now_micros(), event, directory, format);
+        self.flush_now |= self.console;
     }
 
     /// Runs until a signal or a failure, then shuts down (SPEC §6).
@@ -196,6 +247,9 @@ impl EventLoop {
     /// When the pending lines may be written: one interval after the first
     /// of them, and one interval after the previous write started (SPEC §5).
     fn flush_due(&self, now: Instant) -> Instant {
+        if self.flush_now {
+            return now;
+        }
         let since = self.pending_since.unwrap_or(now) + self.flush_interval;
         match self.last_write_start {
             Some(last) => since.max(last + self.flush_interval),
@@ -352,7 +406,7 @@ impl EventLoop {
                 self.spare = Some(arena);
             }
             FromWriter::Failed { destination, error } => {
-                let message = format!("cannot write to {destination}: {error}");
+                let message = format!("cannot write to {}: {error}", destination.describe());
                 if !matches!(self.stop, Some(Stop::Failed(_))) {
                     self.stop = Some(Stop::Failed(message));
                 }
@@ -396,6 +450,7 @@ impl EventLoop {
         self.writer_busy = true;
         self.last_write_start = Some(now);
         self.pending_since = None;
+        self.flush_now = false;
     }
 
     fn free_closed(&mut self) {
@@ -421,9 +476,13 @@ impl EventLoop {
             }
         }
         self.slab.clear();
-        if let Some(dir) = &self.log_dir {
-            self.logger
-                .logging_event(now_micros(), "stop-logging", Some(dir), None);
+        for key in self
+            .destinations
+            .iter()
+            .map(Destination::key)
+            .collect::<Vec<_>>()
+        {
+            let _ = self.stop_logging(&key);
         }
         while self.writer_busy {
             match self.writer.reports.recv() {

@@ -1,10 +1,12 @@
 //! The writer thread (SPEC §5): owns every destination, takes full arenas
 //! from the loop, writes them out, and hands the emptied arena back for
-//! reuse. For a directory: open–append–close once per file per flush, one
-//! write per file, the file chosen by each line's own time. Failures go back
-//! to the loop over a channel plus the loop's `Waker`; the loop decides.
+//! reuse. Each destination gets the traffic lines logged while it was active
+//! plus its own control lines; stdout also carries the control events meant
+//! for the controller. For a directory: open–append–close once per file per
+//! flush, one write per file, the file chosen by each line's own time.
+//! Failures go back to the loop over a channel plus the loop's `Waker`.
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Route, Run};
 use crate::timefmt::FilenameFormat;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -15,35 +17,45 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 
 /// Where log lines go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     Stdout,
     Directory { dir: String, format: FilenameFormat },
 }
 
+/// Names a destination: stdout, or a directory as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestKey {
+    Stdout,
+    Dir(String),
+}
+
 impl Destination {
-    /// How the destination is named in messages.
-    pub fn describe(&self) -> String {
+    pub fn key(&self) -> DestKey {
         match self {
-            Destination::Stdout => "stdout".into(),
-            Destination::Directory { dir, .. } => format!("log directory '{dir}'"),
+            Destination::Stdout => DestKey::Stdout,
+            Destination::Directory { dir, .. } => DestKey::Dir(dir.clone()),
         }
     }
 }
 
-/// What the loop sends the writer.
-pub enum ToWriter {
-    /// Write these lines to every live destination.
-    Write(Arena),
+impl DestKey {
+    /// How the destination is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            DestKey::Stdout => "stdout".into(),
+            DestKey::Dir(dir) => format!("log directory '{dir}'"),
+        }
+    }
 }
 
 /// What the writer tells the loop.
 pub enum FromWriter {
-    /// A `Write` is done; the arena comes back empty for reuse.
+    /// An arena is written; it comes back empty for reuse.
     Written(Arena),
     /// A destination failed and was dropped; the others go on.
     Failed {
-        destination: String,
+        destination: DestKey,
         error: io::Error,
     },
     /// stdout was closed by its reader (EPIPE): not an error (SPEC §5).
@@ -52,42 +64,23 @@ pub enum FromWriter {
 
 /// The loop's handle on the writer thread.
 pub struct Writer {
-    to_writer: Option<Sender<ToWriter>>,
+    to_writer: Option<Sender<Arena>>,
     pub reports: Receiver<FromWriter>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the thread; `wake` is called after each report.
-    pub fn spawn(
-        destinations: Vec<Destination>,
-        wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> io::Result<Self> {
-        let (to_writer, inbox) = mpsc::channel::<ToWriter>();
+    /// Starts the thread with no destination; the arenas add them. `wake`
+    /// is called after each report.
+    pub fn spawn(wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Self> {
+        let (to_writer, inbox) = mpsc::channel::<Arena>();
         let (outbox, reports) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("rawprox-writer".into())
             .spawn(move || {
-                let mut outputs: Vec<Output> = destinations.into_iter().map(Output::new).collect();
-                for message in inbox {
-                    let ToWriter::Write(mut arena) = message;
-                    outputs.retain_mut(|output| match output.write(&arena) {
-                        Ok(()) => true,
-                        Err(error) => {
-                            let report = if matches!(output.destination, Destination::Stdout)
-                                && error.kind() == io::ErrorKind::BrokenPipe
-                            {
-                                FromWriter::StdoutClosed
-                            } else {
-                                FromWriter::Failed {
-                                    destination: output.destination.describe(),
-                                    error,
-                                }
-                            };
-                            let _ = outbox.send(report);
-                            false
-                        }
-                    });
+                let mut outputs = Outputs::default();
+                for mut arena in inbox {
+                    outputs.write(&arena, &outbox);
                     arena.clear();
                     let _ = outbox.send(FromWriter::Written(arena));
                     wake();
@@ -104,8 +97,8 @@ impl Writer {
     pub fn send(&self, arena: Arena) {
         if let Some(tx) = &self.to_writer {
             // A send fails only if the thread is gone, and then there is
-            // nowhere left to write: the loop learns it from the reports.
-            let _ = tx.send(ToWriter::Write(arena));
+            // nowhere left to write.
+            let _ = tx.send(arena);
         }
     }
 
@@ -118,69 +111,182 @@ impl Writer {
     }
 }
 
-/// A destination and what the writer keeps for it between flushes.
-struct Output {
-    destination: Destination,
-    /// The last second rendered and its file name: one render per second.
-    name_cache: Option<(u64, String)>,
+/// Every destination the writer knows, and stdout as the console.
+#[derive(Default)]
+struct Outputs {
+    list: Vec<Output>,
+    /// stdout's reader went away: nothing goes there any more.
+    stdout_closed: bool,
 }
 
-impl Output {
-    fn new(destination: Destination) -> Self {
-        Output {
-            destination,
-            name_cache: None,
+/// A destination and what the writer keeps for it.
+struct Output {
+    destination: Destination,
+    /// Takes traffic lines (stdout may be here only as the console).
+    active: bool,
+    /// This flush's pieces: `(second, byte range)`, adjacent ones merged.
+    pieces: Vec<(u64, Range<usize>)>,
+    names: FileNames,
+}
+
+impl Outputs {
+    fn find(&mut self, key: &DestKey) -> Option<&mut Output> {
+        self.list.iter_mut().find(|o| o.destination.key() == *key)
+    }
+
+    /// The output for `destination`, created inactive if new.
+    fn get_or_add(&mut self, destination: &Destination) -> &mut Output {
+        let key = destination.key();
+        match self.list.iter().position(|o| o.destination.key() == key) {
+            Some(i) => &mut self.list[i],
+            None => {
+                self.list.push(Output {
+                    destination: destination.clone(),
+                    active: false,
+                    pieces: Vec::new(),
+                    names: FileNames::default(),
+                });
+                self.list.last_mut().expect("just pushed")
+            }
         }
     }
 
-    fn write(&mut self, arena: &Arena) -> io::Result<()> {
-        if arena.is_empty() {
-            return Ok(());
-        }
-        let (dir, format) = match &self.destination {
-            Destination::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(arena.bytes())?;
-                return out.flush();
-            }
-            Destination::Directory { dir, format } => {
-                (Path::new(dir).to_path_buf(), format.clone())
-            }
-        };
-        // Group the arena's byte ranges by file, keeping first-seen order;
-        // adjacent ranges for one file merge, so usually one write is one slice.
-        let mut files: Vec<(String, Vec<Range<usize>>)> = Vec::new();
-        for (secs, range) in arena.seconds() {
-            let name = self.file_name(&format, secs);
-            match files.iter_mut().find(|(n, _)| n == name) {
-                Some((_, ranges)) => match ranges.last_mut() {
-                    Some(last) if last.end == range.start => last.end = range.end,
-                    _ => ranges.push(range),
+    /// Sorts the arena's runs into each destination's pieces, then writes
+    /// each destination once.
+    fn write(&mut self, arena: &Arena, reports: &Sender<FromWriter>) {
+        for run in arena.runs() {
+            match run {
+                Run::Add(destination) => self.get_or_add(destination).active = true,
+                Run::Remove(key) => {
+                    if let Some(output) = self.find(key) {
+                        output.active = false;
+                    }
+                }
+                Run::Lines { secs, range, route } => match route {
+                    Route::Traffic => {
+                        for output in self.list.iter_mut().filter(|o| o.active) {
+                            output.push(secs, range.clone());
+                        }
+                    }
+                    Route::Control { console, dest } => {
+                        if *console && !self.stdout_closed {
+                            self.get_or_add(&Destination::Stdout)
+                                .push(secs, range.clone());
+                        }
+                        if let Some(output) = dest.as_ref().and_then(|key| self.find(key)) {
+                            output.push(secs, range.clone());
+                        }
+                    }
                 },
-                None => files.push((name.to_owned(), vec![range])),
             }
         }
         let bytes = arena.bytes();
-        for (name, ranges) in files {
-            let path = dir.join(&name);
-            if let [one] = ranges.as_slice() {
-                append(&path, &bytes[one.clone()])?;
-            } else {
-                let joined: Vec<u8> = ranges
-                    .into_iter()
-                    .flat_map(|r| bytes[r].iter().copied())
-                    .collect();
-                append(&path, &joined)?;
+        let mut stdout_closed = false;
+        self.list.retain_mut(|output| {
+            let result = output.write_pieces(bytes);
+            output.pieces.clear();
+            output.names.rendered.clear();
+            match result {
+                Ok(()) => output.active || output.destination == Destination::Stdout,
+                Err(error) => {
+                    let report = if output.destination == Destination::Stdout {
+                        stdout_closed = true;
+                        if error.kind() == io::ErrorKind::BrokenPipe {
+                            FromWriter::StdoutClosed
+                        } else {
+                            FromWriter::Failed {
+                                destination: DestKey::Stdout,
+                                error,
+                            }
+                        }
+                    } else {
+                        FromWriter::Failed {
+                            destination: output.destination.key(),
+                            error,
+                        }
+                    };
+                    let _ = reports.send(report);
+                    false
+                }
             }
+        });
+        self.stdout_closed |= stdout_closed;
+    }
+}
+
+impl Output {
+    fn push(&mut self, secs: u64, range: Range<usize>) {
+        match self.pieces.last_mut() {
+            Some((s, last)) if *s == secs && last.end == range.start => last.end = range.end,
+            _ => self.pieces.push((secs, range)),
         }
-        Ok(())
     }
 
-    fn file_name(&mut self, format: &FilenameFormat, secs: u64) -> &str {
-        if self.name_cache.as_ref().is_none_or(|(s, _)| *s != secs) {
-            self.name_cache = Some((secs, format.render(secs)));
+    fn write_pieces(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Output {
+            destination,
+            pieces,
+            names,
+            ..
+        } = self;
+        match destination {
+            Destination::Stdout => {
+                let ranges: Vec<Range<usize>> = pieces.iter().map(|(_, r)| r.clone()).collect();
+                let mut out = io::stdout().lock();
+                out.write_all(&gather(bytes, &ranges))?;
+                out.flush()
+            }
+            Destination::Directory { dir, format } => {
+                // Group the ranges by file, keeping first-seen order; adjacent
+                // ranges for one file merge, so usually a file is one slice.
+                let mut files: Vec<(String, Vec<Range<usize>>)> = Vec::new();
+                for (secs, range) in pieces.iter() {
+                    let name = names.name(format, *secs);
+                    match files.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, ranges)) => match ranges.last_mut() {
+                            Some(last) if last.end == range.start => last.end = range.end,
+                            _ => ranges.push(range.clone()),
+                        },
+                        None => files.push((name.to_owned(), vec![range.clone()])),
+                    }
+                }
+                for (name, ranges) in files {
+                    append(&Path::new(dir).join(&name), &gather(bytes, &ranges))?;
+                }
+                Ok(())
+            }
         }
-        &self.name_cache.as_ref().expect("just filled").1
+    }
+}
+
+/// File names by second: each second is rendered once.
+#[derive(Default)]
+struct FileNames {
+    rendered: Vec<(u64, String)>,
+}
+
+impl FileNames {
+    fn name(&mut self, format: &FilenameFormat, secs: u64) -> &str {
+        let i = match self.rendered.iter().position(|(s, _)| *s == secs) {
+            Some(i) => i,
+            None => {
+                self.rendered.push((secs, format.render(secs)));
+                self.rendered.len() - 1
+            }
+        };
+        &self.rendered[i].1
+    }
+}
+
+/// The bytes of `ranges`, borrowed when there is only one.
+fn gather<'a>(bytes: &'a [u8], ranges: &[Range<usize>]) -> std::borrow::Cow<'a, [u8]> {
+    match ranges {
+        [one] => std::borrow::Cow::Borrowed(&bytes[one.clone()]),
+        many => std::borrow::Cow::Owned(
+            many.iter()
+                .flat_map(|r| bytes[r.clone()].iter().copied())
+                .collect(),
+        ),
     }
 }
 
@@ -213,35 +319,49 @@ mod tests {
         dir
     }
 
-    #[test]
-    fn lines_go_to_the_file_of_their_second_and_append() {
-        let dir = temp_dir("rotate");
-        let format = FilenameFormat::parse("%S.log").unwrap();
-        let destination = Destination::Directory {
-            dir: dir.join("sub").to_string_lossy().into(),
-            format,
-        };
-        let mut writer = Writer::spawn(vec![destination], Arc::new(|| {})).unwrap();
-        let mut arena = Arena::default();
-        arena.line(1_000_000).extend_from_slice(b"one-a\n");
-        arena.line(2_000_000).extend_from_slice(b"two\n");
-        arena.line(1_000_001).extend_from_slice(b"one-b\n");
-        writer.send(arena);
+    fn written(writer: &Writer) {
         match writer.reports.recv_timeout(Duration::from_secs(10)) {
             Ok(FromWriter::Written(back)) => assert!(back.is_empty()),
             Ok(_) => panic!("unexpected report"),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!("no report"),
         }
+    }
+
+    #[test]
+    fn lines_go_to_the_file_of_their_second_and_append() {
+        let dir = temp_dir("rotate");
+        let format = FilenameFormat::parse("%S.log").unwrap();
+        let shown = dir.join("sub").to_string_lossy().to_string();
+        let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let mut arena = Arena::default();
+        arena.line(0).extend_from_slice(b"before\n");
+        arena.add_destination(Destination::Directory {
+            dir: shown.clone(),
+            format,
+        });
+        arena.line(1_000_000).extend_from_slice(b"one-a\n");
+        arena.line(2_000_000).extend_from_slice(b"two\n");
+        arena.line(1_000_001).extend_from_slice(b"one-b\n");
+        writer.send(arena);
+        written(&writer);
         let mut again = Arena::default();
         again.line(1_000_000).extend_from_slice(b"one-c\n");
+        let own = Route::Control {
+            console: false,
+            dest: Some(DestKey::Dir(shown.clone())),
+        };
+        again.line_for(1_000_000, own).extend_from_slice(b"own\n");
+        again.remove_destination(DestKey::Dir(shown));
+        again.line(1_000_000).extend_from_slice(b"after\n");
         writer.send(again);
         writer.finish();
         let sub = dir.join("sub");
         assert_eq!(
             fs::read_to_string(sub.join("01.log")).unwrap(),
-            "one-a\none-b\none-c\n"
+            "one-a\none-b\none-c\nown\n"
         );
         assert_eq!(fs::read_to_string(sub.join("02.log")).unwrap(), "two\n");
+        assert!(!sub.join("00.log").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -253,18 +373,21 @@ mod tests {
         fs::write(&blocker, b"").unwrap();
         let format = FilenameFormat::parse("x.log").unwrap();
         let shown = blocker.join("sub").to_string_lossy().to_string();
-        let destination = Destination::Directory {
+        let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let mut arena = Arena::default();
+        arena.add_destination(Destination::Directory {
             dir: shown.clone(),
             format,
-        };
-        let mut writer = Writer::spawn(vec![destination], Arc::new(|| {})).unwrap();
-        let mut arena = Arena::default();
+        });
         arena.line(0).extend_from_slice(b"x\n");
         writer.send(arena);
         match writer.reports.recv_timeout(Duration::from_secs(10)) {
-            Ok(FromWriter::Failed { destination, .. }) => assert!(destination.contains(&shown)),
+            Ok(FromWriter::Failed { destination, .. }) => {
+                assert_eq!(destination, DestKey::Dir(shown))
+            }
             _ => panic!("expected a failure report"),
         }
+        written(&writer);
         writer.finish();
         fs::remove_dir_all(&dir).unwrap();
     }
