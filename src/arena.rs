@@ -162,6 +162,12 @@ impl Logger {
         encode::push_close_line(out, &mut self.clock, micros, id, from, to);
     }
 
+    /// The `mcp-ready` event, for whom `route` says.
+    pub fn mcp_ready(&mut self, route: Route, micros: u64, endpoint: &str) {
+        let out = self.arena.line_for(micros, route);
+        encode::push_mcp_ready(out, &mut self.clock, micros, endpoint);
+    }
+
     /// A `start-logging`/`stop-logging` event, for whom `route` says.
     pub fn logging_event(
         &mut self,

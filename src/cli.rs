@@ -61,6 +61,8 @@ pub struct Config {
     pub log_dir: Option<String>,
     pub filename_format: FilenameFormat,
     pub flush_millis: u64,
+    /// `--mcp-port`: run the MCP control server on 127.0.0.1 (0: any port).
+    pub mcp_port: Option<u16>,
 }
 
 /// Parses the arguments after the program name.
@@ -75,6 +77,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let flush_millis = flush_option(&mut args, "--flush-millis")?
         .or(flush_option(&mut args, "--flush-interval-ms")?)
         .unwrap_or(DEFAULT_FLUSH_MILLIS);
+    let mcp_port: Option<u16> = args
+        .opt_value_from_fn("--mcp-port", |text: &str| {
+            text.parse::<u16>()
+                .map_err(|_| format!("'{text}' is not a port number (0-65535)"))
+        })
+        .map_err(|e| option_error(e, "--mcp-port"))?;
     let filename_format: Option<String> = args
         .opt_value_from_str("--filename-format")
         .map_err(|e| option_error(e, "--filename-format"))?;
@@ -119,7 +127,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             .unwrap_or(DEFAULT_FILENAME_FORMAT),
     )
     .map_err(|why| format!("invalid --filename-format: {why}"))?;
-    if rules.is_empty() {
+    if rules.is_empty() && mcp_port.is_none() {
         if let Some(dir) = log_dir {
             return Err(format!(
                 "log directory '@{dir}' given but no port rule to capture"
@@ -132,6 +140,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         log_dir,
         filename_format,
         flush_millis,
+        mcp_port,
     }))
 }
 
@@ -206,6 +215,13 @@ mod tests {
         assert_eq!(c.filename_format.source(), DEFAULT_FILENAME_FORMAT);
         assert_eq!(config(&["1:a:2", "--flush-millis", "0"]).flush_millis, 0);
         assert_eq!(config(&["1:a:2", "--flush-interval-ms=7"]).flush_millis, 7);
+        let c = config(&["--mcp-port", "0"]);
+        assert_eq!((c.mcp_port, c.rules.len()), (Some(0), 0));
+        let c = config(&["--mcp-port=9999", "@logs"]);
+        assert_eq!(
+            (c.mcp_port, c.log_dir.as_deref()),
+            (Some(9999), Some("logs"))
+        );
     }
 
     #[test]
@@ -226,7 +242,13 @@ mod tests {
             (&["1:a:2", "1:b:3"], "local port 1"),
             (&["1:a"], "'1:a'"),
             (&["1:a:2", "@"], "'@'"),
-            (&["1:a:2", "--mcp-port", "0"], "'--mcp-port'"),
+            (&["--mcp-port"], "--mcp-port needs a value"),
+            (&["--mcp-port", "65536"], "'65536'"),
+            (&["--mcp-port", "-1"], "'-1'"),
+            (
+                &["--mcp-port", "0", "--filename-format", "x"],
+                "needs a @LOG_DIRECTORY",
+            ),
         ];
         for (args, want) in cases {
             let err = parse_strs(args).unwrap_err();

@@ -172,6 +172,15 @@ pub fn push_logging_event(
     out.extend_from_slice(b"}\n");
 }
 
+/// `{"time":…,"event":"mcp-ready","endpoint":"http://127.0.0.1:PORT/mcp"}` (SPEC §7).
+pub fn push_mcp_ready(out: &mut Vec<u8>, clock: &mut LineClock, micros: u64, endpoint: &str) {
+    out.extend_from_slice(b"{\"time\":\"");
+    clock.push_time(micros, out);
+    out.extend_from_slice(b"\",\"event\":\"mcp-ready\",\"endpoint\":");
+    push_json_value(out, &endpoint.into());
+    out.extend_from_slice(b"}\n");
+}
+
 fn push_json_value(out: &mut Vec<u8>, value: &serde_json::Value) {
     serde_json::to_writer(&mut *out, value).expect("writing JSON to a Vec cannot fail");
 }

@@ -5,12 +5,14 @@
 
 use crate::arena::{Arena, Logger, Route};
 use crate::listener::{Accept, Listener};
+use crate::mcp::McpConn;
 use crate::pair::{Ctx, Pair, Phase, Status};
 use crate::pipe::READ_CHUNK;
 use crate::resolve::{Request, Resolved, Resolver};
 use crate::timefmt::now_micros;
 use crate::token::{self, SIGNALS, Side, WAKER};
 use crate::writer::{DestKey, Destination, FromWriter, Writer};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
@@ -26,9 +28,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+mod control;
+
 pub enum Slot {
     Listener(Listener),
     Pair(Pair),
+    McpListener(TcpListener),
+    McpConn(McpConn),
 }
 
 /// Why the loop stops.
@@ -74,6 +80,8 @@ pub struct EventLoop {
     destinations: Vec<Destination>,
     /// Write the arena as soon as the writer is free (control events).
     flush_now: bool,
+    /// Keys of the MCP connections, for their idle deadlines.
+    mcp_conns: Vec<usize>,
 }
 
 impl EventLoop {
@@ -81,6 +89,7 @@ impl EventLoop {
     /// accepted until `run`.
     pub fn new(
         listeners: Vec<Listener>,
+        mcp_listener: Option<TcpListener>,
         destination: Destination,
         flush_millis: u64,
     ) -> io::Result<Self> {
@@ -115,6 +124,20 @@ impl EventLoop {
             )?;
             entry.insert(Slot::Listener(listener));
         }
+        let mcp_port = match mcp_listener {
+            Some(mut socket) => {
+                let port = socket.local_addr()?.port();
+                let entry = slab.vacant_entry();
+                poll.registry().register(
+                    &mut socket,
+                    token::token(entry.key(), Side::Client),
+                    Interest::READABLE,
+                )?;
+                entry.insert(Slot::McpListener(socket));
+                Some(port)
+            }
+            None => None,
+        };
         let mut event_loop = EventLoop {
             poll,
             slab,
@@ -135,19 +158,30 @@ impl EventLoop {
             signals,
             shutting_down,
             stop: None,
-            console: false,
+            console: mcp_port.is_some(),
             destinations: Vec::new(),
             flush_now: false,
+            mcp_conns: Vec::new(),
         };
+        if let Some(port) = mcp_port {
+            // SPEC §7: the controller learns the endpoint at once.
+            let endpoint = format!("http://127.0.0.1:{port}/mcp");
+            let route = Route::Control {
+                console: true,
+                dest: None,
+            };
+            event_loop.logger.mcp_ready(route, now_micros(), &endpoint);
+            event_loop.flush_now = true;
+        }
         event_loop
-            .start_logging(destination)
+            .add_destination(destination)
             .expect("the first destination is new");
         Ok(event_loop)
     }
 
     /// Adds a log destination: traffic logged from now on goes there too
     /// (SPEC §5, §7). A directory's first line is its `start-logging`.
-    pub fn start_logging(&mut self, destination: Destination) -> Result<(), String> {
+    pub fn add_destination(&mut self, destination: Destination) -> Result<(), String> {
         let key = destination.key();
         if self.destinations.iter().any(|d| d.key() == key) {
             return Err(format!("already logging to {}", key.describe()));
@@ -164,7 +198,7 @@ impl EventLoop {
 
     /// Removes a log destination after writing what was logged for it; its
     /// last line is its `stop-logging`.
-    pub fn stop_logging(&mut self, key: &DestKey) -> Result<(), String> {
+    pub fn remove_destination(&mut self, key: &DestKey) -> Result<(), String> {
         let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
             return Err(format!("not logging to {}", key.describe()));
         };
@@ -237,7 +271,8 @@ impl EventLoop {
             .connect_deadlines
             .front()
             .map(|&(deadline, _, _)| deadline);
-        [flush, connect, self.accepts_paused_until]
+        let mcp = self.mcp_deadline();
+        [flush, connect, self.accepts_paused_until, mcp]
             .into_iter()
             .flatten()
             .min()
@@ -279,6 +314,11 @@ impl EventLoop {
                     self.to_free.push(key);
                 }
             }
+            Some(Slot::McpListener(_)) if self.accepts_paused_until.is_none() => {
+                self.accept_mcp(key)
+            }
+            Some(Slot::McpListener(_)) => {}
+            Some(Slot::McpConn(_)) => self.on_mcp(key),
             // A stale event for a freed slot (mio's examples ignore them too).
             None => {}
         }
@@ -288,10 +328,15 @@ impl EventLoop {
         let keys: Vec<usize> = self
             .slab
             .iter()
-            .filter_map(|(key, slot)| matches!(slot, Slot::Listener(_)).then_some(key))
+            .filter_map(|(key, slot)| {
+                matches!(slot, Slot::Listener(_) | Slot::McpListener(_)).then_some(key)
+            })
             .collect();
         for key in keys {
-            self.accept_all(key);
+            match self.slab.get(key) {
+                Some(Slot::McpListener(_)) => self.accept_mcp(key),
+                _ => self.accept_all(key),
+            }
         }
     }
 
@@ -307,14 +352,8 @@ impl EventLoop {
                 Accept::Drained => return,
                 Accept::Retry => continue,
                 Accept::Exhausted(e) => {
-                    if !self.accept_error_reported {
-                        eprintln!(
-                            "rawprox: cannot accept on port {}: {e}; pausing accepts until connections close",
-                            listener.rule.local_port
-                        );
-                        self.accept_error_reported = true;
-                    }
-                    self.accepts_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    let port = listener.rule.local_port;
+                    self.pause_accepts(port, e);
                     return;
                 }
             };
@@ -353,6 +392,18 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Stops accepting on every listener for a while (EMFILE and the like):
+    /// one stderr line per episode, never a busy loop.
+    fn pause_accepts(&mut self, port: u16, e: io::Error) {
+        if !self.accept_error_reported {
+            eprintln!(
+                "rawprox: cannot accept on port {port}: {e}; pausing accepts until connections close"
+            );
+            self.accept_error_reported = true;
+        }
+        self.accepts_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
     }
 
     /// Runs `f` on the pair at `key` with a handler context; queues the slot
@@ -430,6 +481,7 @@ impl EventLoop {
                 break;
             }
         }
+        self.close_idle_mcp(now);
         if self.accepts_paused_until.is_some_and(|until| until <= now) {
             self.accepts_paused_until = None;
             self.accept_on_all();
@@ -469,6 +521,12 @@ impl EventLoop {
                 Some(Slot::Listener(listener)) => {
                     let _ = self.poll.registry().deregister(&mut listener.socket);
                 }
+                Some(Slot::McpListener(socket)) => {
+                    let _ = self.poll.registry().deregister(socket);
+                }
+                Some(Slot::McpConn(conn)) => {
+                    let _ = self.poll.registry().deregister(&mut conn.socket);
+                }
                 Some(Slot::Pair(_)) => {
                     self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client))
                 }
@@ -482,7 +540,7 @@ impl EventLoop {
             .map(Destination::key)
             .collect::<Vec<_>>()
         {
-            let _ = self.stop_logging(&key);
+            let _ = self.remove_destination(&key);
         }
         while self.writer_busy {
             match self.writer.reports.recv() {

@@ -8,6 +8,7 @@ pub mod connid;
 pub mod encode;
 pub mod event_loop;
 pub mod listener;
+pub mod mcp;
 pub mod pair;
 pub mod pipe;
 pub mod resolve;
@@ -21,8 +22,6 @@ use cli::Config;
 use event_loop::{EventLoop, Stop};
 use listener::Listener;
 use std::fmt;
-use std::fs;
-use std::path::Path;
 use std::process::ExitCode;
 use writer::Destination;
 
@@ -42,7 +41,7 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     // SPEC §2: the log directory is checked before any port is bound.
     let destination = match config.log_dir {
         Some(dir) => {
-            check_log_dir(&dir)?;
+            writer::prepare_directory(&dir).map_err(Error)?;
             Destination::Directory {
                 dir,
                 format: config.filename_format,
@@ -58,7 +57,8 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
         .map(Listener::bind)
         .collect::<Result<Vec<_>, String>>()
         .map_err(Error)?;
-    let event_loop = EventLoop::new(listeners, destination, config.flush_millis)
+    let mcp_listener = config.mcp_port.map(bind_mcp).transpose()?;
+    let event_loop = EventLoop::new(listeners, mcp_listener, destination, config.flush_millis)
         .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
     match event_loop.run() {
         Stop::Clean => Ok(ExitCode::SUCCESS),
@@ -66,14 +66,14 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     }
 }
 
-/// Creates the directory (and parents) and proves a file can be made in it.
-fn check_log_dir(dir: &str) -> Result<(), Error> {
-    let path = Path::new(dir);
-    fs::create_dir_all(path)
-        .map_err(|e| Error(format!("cannot create log directory '{dir}': {e}")))?;
-    let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
-    fs::File::create(&probe)
-        .map_err(|e| Error(format!("cannot write to log directory '{dir}': {e}")))?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
+/// Binds the MCP server on 127.0.0.1 only (SPEC §7); port 0 lets the system choose.
+fn bind_mcp(port: u16) -> Result<mio::net::TcpListener, Error> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    mio::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error(format!("Port {port} is already in use"))
+        } else {
+            Error(format!("cannot listen on MCP port {port}: {e}"))
+        }
+    })
 }

@@ -116,6 +116,10 @@ impl Pair {
         }
     }
 
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
     /// Starts connecting to the first of `addrs` that takes a connect.
     /// Called once the addresses are known.
     pub fn start_connecting(

@@ -290,6 +290,17 @@ fn gather<'a>(bytes: &'a [u8], ranges: &[Range<usize>]) -> std::borrow::Cow<'a, 
     }
 }
 
+/// Creates a log directory (and its parents) and proves a file can be made
+/// in it; checked before logging there starts (SPEC §2, §7).
+pub fn prepare_directory(dir: &str) -> Result<(), String> {
+    let path = Path::new(dir);
+    fs::create_dir_all(path).map_err(|e| format!("cannot create log directory '{dir}': {e}"))?;
+    let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
+    fs::File::create(&probe).map_err(|e| format!("cannot write to log directory '{dir}': {e}"))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Open in append mode, one write, close. A missing directory (moved or
 /// deleted since) is created again (SPEC §5).
 fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -1,0 +1,192 @@
+//! The MCP server's side of the loop: accepting and serving its
+//! connections, their idle deadlines, and `Control`, through which the
+//! tools change the running proxy (SPEC §7).
+
+use super::{EventLoop, Slot, Stop};
+use crate::listener::Listener;
+use crate::mcp::rpc::Control;
+use crate::mcp::{self, McpConn, Next};
+use crate::rule::PortRule;
+use crate::token::{self, Side};
+use crate::writer::{self, DestKey, Destination};
+use mio::Interest;
+use std::io;
+use std::time::Instant;
+
+impl EventLoop {
+    /// Accepts MCP connections until the listener would block.
+    pub(super) fn accept_mcp(&mut self, key: usize) {
+        loop {
+            let Some(Slot::McpListener(listener)) = self.slab.get(key) else {
+                return;
+            };
+            let socket = match listener.accept() {
+                Ok((socket, _)) => socket,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    let port = listener.local_addr().map_or(0, |a| a.port());
+                    self.pause_accepts(port, e);
+                    return;
+                }
+            };
+            let entry = self.slab.vacant_entry();
+            let conn_key = entry.key();
+            let mut conn = McpConn::new(socket, Instant::now());
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut conn.socket,
+                    token::token(conn_key, Side::Client),
+                    interest,
+                )
+                .is_err()
+            {
+                continue; // Dropping the socket closes it.
+            }
+            entry.insert(Slot::McpConn(conn));
+            self.mcp_conns.push(conn_key);
+            self.on_mcp(conn_key);
+        }
+    }
+
+    /// Serves an MCP connection: answers every whole request it has, one at
+    /// a time, until it would block or is done.
+    pub(super) fn on_mcp(&mut self, key: usize) {
+        loop {
+            let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) else {
+                return;
+            };
+            match conn.next(Instant::now()) {
+                Next::Wait => return,
+                Next::Close => return self.close_mcp(key),
+                Next::Request(request) => {
+                    let answer = mcp::respond(&request, self);
+                    if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
+                        conn.send(answer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_mcp(&mut self, key: usize) {
+        if let Some(Slot::McpConn(mut conn)) = self.slab.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.socket);
+        }
+        self.mcp_conns.retain(|&k| k != key);
+    }
+
+    /// The earliest MCP connection deadline.
+    pub(super) fn mcp_deadline(&self) -> Option<Instant> {
+        self.mcp_conns
+            .iter()
+            .filter_map(|&key| match self.slab.get(key) {
+                Some(Slot::McpConn(conn)) => Some(conn.deadline()),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// SPEC §7: a connection idle for 30 s is closed.
+    pub(super) fn close_idle_mcp(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .mcp_conns
+            .iter()
+            .copied()
+            .filter(
+                |&key| matches!(self.slab.get(key), Some(Slot::McpConn(c)) if c.deadline() <= now),
+            )
+            .collect();
+        for key in expired {
+            if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
+                conn.time_out();
+            }
+            self.close_mcp(key);
+        }
+    }
+
+    /// The slab key of the listener for `local_port`.
+    fn listener_key(&self, local_port: u16) -> Option<usize> {
+        self.slab.iter().find_map(|(key, slot)| match slot {
+            Slot::Listener(l) if l.rule.local_port == local_port => Some(key),
+            _ => None,
+        })
+    }
+}
+
+impl Control for EventLoop {
+    fn add_rule(&mut self, rule: PortRule) -> Result<(), String> {
+        if self.listener_key(rule.local_port).is_some() {
+            return Err(format!("Port {} is already in use", rule.local_port));
+        }
+        let mut listener = Listener::bind(rule)?;
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        self.poll
+            .registry()
+            .register(
+                &mut listener.socket,
+                token::token(key, Side::Client),
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("cannot watch port {}: {e}", listener.rule.local_port))?;
+        entry.insert(Slot::Listener(listener));
+        self.accept_all(key);
+        Ok(())
+    }
+
+    fn remove_rule(&mut self, local_port: u16) -> Result<usize, String> {
+        let key = self
+            .listener_key(local_port)
+            .ok_or_else(|| format!("No port rule on port {local_port}"))?;
+        if let Some(Slot::Listener(mut listener)) = self.slab.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        let pairs: Vec<usize> = self
+            .slab
+            .iter()
+            .filter_map(|(key, slot)| match slot {
+                Slot::Pair(pair) if pair.listen_port == local_port && !pair.is_closed() => {
+                    Some(key)
+                }
+                _ => None,
+            })
+            .collect();
+        for &key in &pairs {
+            self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client));
+        }
+        Ok(pairs.len())
+    }
+
+    fn start_logging(&mut self, destination: Destination) -> Result<(), String> {
+        if let Destination::Directory { dir, .. } = &destination {
+            writer::prepare_directory(dir)?;
+        }
+        self.add_destination(destination)
+    }
+
+    fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String> {
+        let keys = match which {
+            Some(key) => vec![key],
+            None => self.destinations.iter().map(Destination::key).collect(),
+        };
+        for key in &keys {
+            self.remove_destination(key)?;
+        }
+        Ok(keys)
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.get_or_insert(Stop::Clean);
+    }
+}

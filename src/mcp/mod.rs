@@ -1,0 +1,230 @@
+//! The MCP control server on the event loop (SPEC §7): its connections'
+//! buffers, keep-alive, and idle deadline. Framing is `http.rs`, the
+//! JSON-RPC dispatch `rpc.rs`; `respond` joins them without sockets.
+
+pub mod http;
+pub mod rpc;
+
+use crate::timefmt::now_micros;
+use http::{Parsed, Request};
+use mio::net::TcpStream;
+use rpc::{Control, Outcome};
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// SPEC §7: a connection idle this long is closed; a request must also
+/// arrive whole within this time of its first byte (no slowloris).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from an MCP socket per call.
+const READ_SIZE: usize = 16 * 1024;
+
+/// The answer to one request: response bytes, and whether the connection
+/// stays open after them.
+pub struct Answer {
+    pub bytes: Vec<u8>,
+    pub keep_alive: bool,
+}
+
+/// A new `Mcp-Session-Id`: the server keeps no state per session, so it
+/// only needs to be unique (SPEC §7).
+fn new_session_id() -> String {
+    static SESSIONS: AtomicU64 = AtomicU64::new(0);
+    let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}{n:08x}", now_micros())
+}
+
+/// Answers one complete request: HTTP checks, then the JSON-RPC message.
+pub fn respond(req: &Request, control: &mut dyn Control) -> Answer {
+    let keep_alive = req.keep_alive;
+    let plain = |status: u16, extra: &[(&str, &str)], text: &str| Answer {
+        bytes: http::response(status, extra, text.as_bytes(), false, keep_alive),
+        keep_alive,
+    };
+    if !http::origin_allowed(req.origin.as_deref()) {
+        return plain(403, &[], "Forbidden: Origin is not a localhost origin\n");
+    }
+    if req.path != "/mcp" {
+        return plain(404, &[], "Not found: the MCP endpoint is /mcp\n");
+    }
+    if req.method != "POST" {
+        // No server-initiated stream (GET) and no session to delete.
+        return plain(
+            405,
+            &[("Allow", "POST")],
+            "Method not allowed: POST one JSON-RPC message to /mcp\n",
+        );
+    }
+    let json = |status: u16, extra: &[(&str, &str)], body: &serde_json::Value| Answer {
+        bytes: http::response(status, extra, body.to_string().as_bytes(), true, keep_alive),
+        keep_alive,
+    };
+    match rpc::handle(&req.body, control) {
+        Outcome::Reply {
+            body,
+            session: true,
+        } => json(200, &[("Mcp-Session-Id", &new_session_id())], &body),
+        Outcome::Reply {
+            body,
+            session: false,
+        } => json(200, &[], &body),
+        Outcome::Invalid(body) => json(400, &[], &body),
+        Outcome::Accepted => Answer {
+            bytes: http::response(202, &[], b"", false, keep_alive),
+            keep_alive,
+        },
+    }
+}
+
+/// One HTTP connection to the MCP endpoint.
+pub struct McpConn {
+    pub socket: TcpStream,
+    /// Bytes read and not yet parsed; bounded by the limits of `http::parse`.
+    input: Vec<u8>,
+    /// Response bytes not yet written.
+    output: Vec<u8>,
+    written: usize,
+    last_activity: Instant,
+    /// When the first byte of the request in `input` arrived.
+    request_started: Option<Instant>,
+    /// Close once `output` is written (rejected request, `Connection: close`).
+    close_when_written: bool,
+    /// The peer ended its side.
+    eof: bool,
+}
+
+/// What a connection needs next.
+pub enum Next {
+    /// A whole request to answer with `respond`.
+    Request(Request),
+    /// Nothing to do until the socket is ready again.
+    Wait,
+    /// Done: deregister and free it.
+    Close,
+}
+
+impl McpConn {
+    pub fn new(socket: TcpStream, now: Instant) -> Self {
+        McpConn {
+            socket,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            last_activity: now,
+            request_started: None,
+            close_when_written: false,
+            eof: false,
+        }
+    }
+
+    /// When this connection is closed if nothing happens.
+    pub fn deadline(&self) -> Instant {
+        match self.request_started {
+            Some(start) => start + IDLE_TIMEOUT,
+            None => self.last_activity + IDLE_TIMEOUT,
+        }
+    }
+
+    /// Queues a response; `close` ends the connection once it is written.
+    pub fn send(&mut self, answer: Answer) {
+        self.output.extend_from_slice(&answer.bytes);
+        self.close_when_written |= !answer.keep_alive;
+    }
+
+    /// Called on each readiness event and after each answer: writes what is
+    /// queued, then reads until a request is whole or the socket would
+    /// block. One request at a time: nothing more is parsed while an answer
+    /// is unsent.
+    pub fn next(&mut self, now: Instant) -> Next {
+        match self.write_output(now) {
+            Ok(true) => {}
+            Ok(false) => return Next::Wait,
+            Err(_) => return Next::Close,
+        }
+        if self.close_when_written {
+            return Next::Close;
+        }
+        loop {
+            match http::parse(&self.input) {
+                Parsed::Complete(req, used) => {
+                    self.input.drain(..used);
+                    self.request_started = (!self.input.is_empty()).then_some(now);
+                    return Next::Request(req);
+                }
+                Parsed::Reject(status, why) => {
+                    self.input = Vec::new();
+                    self.send(Answer {
+                        bytes: http::response(
+                            status,
+                            &[],
+                            format!("{why}\n").as_bytes(),
+                            false,
+                            false,
+                        ),
+                        keep_alive: false,
+                    });
+                    return self.next(now);
+                }
+                Parsed::Incomplete if self.eof => return Next::Close,
+                Parsed::Incomplete => {}
+            }
+            match self.read_some(now) {
+                Ok(true) => continue,
+                Ok(false) => return Next::Wait,
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// Closes a connection that missed its deadline: a half-sent request
+    /// gets 408 first (best effort).
+    pub fn time_out(&mut self) {
+        if self.request_started.is_some() && self.output.is_empty() {
+            let bytes = http::response(408, &[], b"request not completed in time\n", false, false);
+            let _ = self.socket.write(&bytes);
+        }
+    }
+
+    /// Writes queued output; true when all of it is out.
+    fn write_output(&mut self, now: Instant) -> io::Result<bool> {
+        while self.written < self.output.len() {
+            match self.socket.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.last_activity = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.output = Vec::new();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Reads one chunk into `input`; false when the socket would block.
+    fn read_some(&mut self, now: Instant) -> io::Result<bool> {
+        let mut chunk = [0u8; READ_SIZE];
+        loop {
+            match self.socket.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    if self.input.is_empty() {
+                        self.request_started = Some(now);
+                    }
+                    self.input.extend_from_slice(&chunk[..n]);
+                    self.last_activity = now;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

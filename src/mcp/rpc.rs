@@ -1,0 +1,629 @@
+//! JSON-RPC 2.0 and the five MCP tools (SPEC §7): a request body in, an
+//! outcome out. What a tool does to the proxy goes through the `Control`
+//! trait, so the dispatcher has no sockets and is tested with a fake.
+
+use crate::rule::PortRule;
+use crate::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::writer::{DestKey, Destination};
+use serde_json::{Map, Value, json};
+
+/// Protocol versions served, newest first.
+pub const PROTOCOL_VERSIONS: [&str; 3] = ["2025-06-18", "2025-03-26", "2024-11-05"];
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+
+/// What the tools can do to the running proxy. Each error is a message for
+/// the client (`Port 9000 is already in use`).
+pub trait Control {
+    fn add_rule(&mut self, rule: PortRule) -> Result<(), String>;
+    /// Returns how many open connections were closed.
+    fn remove_rule(&mut self, local_port: u16) -> Result<usize, String>;
+    fn start_logging(&mut self, destination: Destination) -> Result<(), String>;
+    /// `None` stops every destination; returns those stopped.
+    fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String>;
+    /// Shut down as on SIGINT, after this answer is sent.
+    fn shutdown(&mut self);
+}
+
+/// How to answer one message.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// 200 with this JSON-RPC response; `session` when it answers `initialize`.
+    Reply { body: Value, session: bool },
+    /// 400 with this JSON-RPC error: the body was not a JSON-RPC request.
+    Invalid(Value),
+    /// 202, no body: a notification or a response from the client.
+    Accepted,
+}
+
+/// Handles one POSTed body.
+pub fn handle(body: &[u8], control: &mut dyn Control) -> Outcome {
+    let message: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Outcome::Invalid(error(
+                Value::Null,
+                PARSE_ERROR,
+                &format!("Parse error: {e}"),
+            ));
+        }
+    };
+    let Value::Object(message) = message else {
+        let why = if message.is_array() {
+            "Invalid request: batches are not supported; send one JSON-RPC message"
+        } else {
+            "Invalid request: expected a JSON-RPC 2.0 object"
+        };
+        return Outcome::Invalid(error(Value::Null, INVALID_REQUEST, why));
+    };
+    let id = message.get("id").cloned();
+    let id_ok = matches!(id, None | Some(Value::String(_)) | Some(Value::Number(_)));
+    let reply_id = if id_ok {
+        id.clone().unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    if message.get("jsonrpc") != Some(&json!("2.0")) || !id_ok {
+        let why = "Invalid request: needs \"jsonrpc\": \"2.0\" and a string or number \"id\"";
+        return Outcome::Invalid(error(reply_id, INVALID_REQUEST, why));
+    }
+    let Some(method) = message.get("method") else {
+        // A response from the client (to nothing we asked): accept it.
+        if id.is_some() && (message.contains_key("result") || message.contains_key("error")) {
+            return Outcome::Accepted;
+        }
+        return Outcome::Invalid(error(
+            reply_id,
+            INVALID_REQUEST,
+            "Invalid request: \"method\" is missing",
+        ));
+    };
+    let Some(method) = method.as_str() else {
+        return Outcome::Invalid(error(
+            reply_id,
+            INVALID_REQUEST,
+            "Invalid request: \"method\" must be a string",
+        ));
+    };
+    let Some(id) = id else {
+        return Outcome::Accepted; // A notification: nothing to answer.
+    };
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    if !(params.is_null() || params.is_object()) {
+        return reply(
+            id,
+            Err((INVALID_PARAMS, "\"params\" must be an object".into())),
+            false,
+        );
+    }
+    match method {
+        "initialize" => reply(id, Ok(initialize(&params)), true),
+        "ping" => reply(id, Ok(json!({})), false),
+        "tools/list" => reply(id, Ok(json!({ "tools": tools() })), false),
+        "tools/call" => reply(id, call_tool(&params, control), false),
+        other => reply(
+            id,
+            Err((METHOD_NOT_FOUND, format!("Method not found: {other}"))),
+            false,
+        ),
+    }
+}
+
+fn reply(id: Value, result: Result<Value, (i64, String)>, session: bool) -> Outcome {
+    match result {
+        Ok(result) => Outcome::Reply {
+            body: json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            session,
+        },
+        Err((code, message)) => Outcome::Reply {
+            body: error(id, code, &message),
+            session: false,
+        },
+    }
+}
+
+fn error(id: Value, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+}
+
+fn initialize(params: &Value) -> Value {
+    let asked = params.get("protocolVersion").and_then(Value::as_str);
+    let version = asked
+        .filter(|v| PROTOCOL_VERSIONS.contains(v))
+        .unwrap_or(PROTOCOL_VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": {} },
+        "serverInfo": { "name": "rawprox", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "rawprox is a capturing TCP proxy. Add port rules to forward and capture traffic; start and stop logging to stdout or to directories of NDJSON files."
+    })
+}
+
+/// The five tools with their JSON Schemas.
+pub fn tools() -> Value {
+    let port = |what: &str| json!({ "type": "integer", "minimum": 1, "maximum": 65535, "description": what });
+    json!([
+        {
+            "name": "start-logging",
+            "description": "Start logging traffic to a destination: a directory of time-rotated NDJSON files, or stdout when directory is null or omitted.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "directory": { "type": ["string", "null"], "description": "Log directory; null or omitted for stdout." },
+                    "filename_format": { "type": "string", "description": format!("strftime pattern for file names (%Y %m %d %H %M %S %j %%), default {DEFAULT_FILENAME_FORMAT}. Only with a directory.") }
+                },
+                "required": []
+            }
+        },
+        {
+            "name": "stop-logging",
+            "description": "Stop logging to a destination after writing what it has pending. Omit directory to stop all destinations; null stops stdout; a string stops that directory.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "directory": { "type": ["string", "null"], "description": "Directory to stop; null for stdout; omitted for all." }
+                },
+                "required": []
+            }
+        },
+        {
+            "name": "add-port-rule",
+            "description": "Listen on local_port (all interfaces) and forward each connection to target_host:target_port, capturing the traffic.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "local_port": port("Port to listen on."),
+                    "target_host": { "type": "string", "description": "Host name, IPv4 address or IPv6 address to forward to." },
+                    "target_port": port("Port to forward to.")
+                },
+                "required": ["local_port", "target_host", "target_port"]
+            }
+        },
+        {
+            "name": "remove-port-rule",
+            "description": "Stop listening on local_port; its open connections are closed and logged.",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "local_port": port("Port of the rule to remove.") },
+                "required": ["local_port"]
+            }
+        },
+        {
+            "name": "shutdown",
+            "description": "Shut rawprox down as on Ctrl-C: close every connection, write every buffered log line, exit.",
+            "inputSchema": { "type": "object", "properties": {}, "required": [] }
+        }
+    ])
+}
+
+fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Value, (i64, String)> {
+    let invalid = |m: String| (INVALID_PARAMS, m);
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Err(invalid("tools/call needs \"name\", a string".into()));
+    };
+    let empty = Map::new();
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(args)) => args,
+        Some(_) => return Err(invalid("\"arguments\" must be an object".into())),
+    };
+    let text = match name {
+        "start-logging" => start_logging(args, control),
+        "stop-logging" => stop_logging(args, control),
+        "add-port-rule" => add_port_rule(args, control),
+        "remove-port-rule" => {
+            let port = port_arg(args, "local_port")?;
+            control.remove_rule(port).map(|closed| {
+                format!("Port rule on port {port} removed ({closed} open connections closed)")
+            })
+        }
+        "shutdown" => {
+            control.shutdown();
+            Ok(
+                "Shutting down: closing every connection and writing every buffered log line"
+                    .into(),
+            )
+        }
+        other => return Err((METHOD_NOT_FOUND, format!("Unknown tool: {other}"))),
+    }
+    .map_err(invalid)?;
+    Ok(json!({ "content": [{ "type": "text", "text": text }] }))
+}
+
+fn port_arg(args: &Map<String, Value>, name: &str) -> Result<u16, (i64, String)> {
+    let value = args
+        .get(name)
+        .ok_or_else(|| (INVALID_PARAMS, format!("missing argument {name}")))?;
+    // Numbers, and numbers sent as strings, as some clients do.
+    let number = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match number {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err((
+            INVALID_PARAMS,
+            format!("{name} must be a port number 1-65535, not {value}"),
+        )),
+    }
+}
+
+fn add_port_rule(args: &Map<String, Value>, control: &mut dyn Control) -> Result<String, String> {
+    let local = port_arg(args, "local_port").map_err(|e| e.1)?;
+    let port = port_arg(args, "target_port").map_err(|e| e.1)?;
+    let host = match args.get("target_host") {
+        Some(Value::String(h)) => h.trim(),
+        Some(other) => return Err(format!("target_host must be a string, not {other}")),
+        None => return Err("missing argument target_host".into()),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let rule = PortRule::parse(&format!("{local}:{host}:{port}"))?;
+    let shown = format!("{} -> {}", rule.local_port, rule.target_display());
+    control.add_rule(rule)?;
+    Ok(format!("Port rule added: {shown}"))
+}
+
+/// `directory`: a string, null or omitted, each with its own meaning.
+enum DirectoryArg {
+    Omitted,
+    Stdout,
+    Dir(String),
+}
+
+fn directory_arg(args: &Map<String, Value>) -> Result<DirectoryArg, String> {
+    match args.get("directory") {
+        None => Ok(DirectoryArg::Omitted),
+        Some(Value::Null) => Ok(DirectoryArg::Stdout),
+        Some(Value::String(d)) if !d.is_empty() => Ok(DirectoryArg::Dir(d.clone())),
+        Some(other) => Err(format!(
+            "directory must be a non-empty string or null, not {other}"
+        )),
+    }
+}
+
+fn start_logging(args: &Map<String, Value>, control: &mut dyn Control) -> Result<String, String> {
+    let format = match args.get("filename_format") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => Some(f.as_str()),
+        Some(other) => return Err(format!("filename_format must be a string, not {other}")),
+    };
+    match directory_arg(args)? {
+        DirectoryArg::Omitted | DirectoryArg::Stdout => {
+            if format.is_some() {
+                return Err("filename_format needs a directory".into());
+            }
+            control.start_logging(Destination::Stdout)?;
+            Ok("Logging to stdout started".into())
+        }
+        DirectoryArg::Dir(dir) => {
+            let format = FilenameFormat::parse(format.unwrap_or(DEFAULT_FILENAME_FORMAT))
+                .map_err(|why| format!("invalid filename_format: {why}"))?;
+            let text = format!(
+                "Logging to directory '{dir}' started (file names {})",
+                format.source()
+            );
+            control.start_logging(Destination::Directory { dir, format })?;
+            Ok(text)
+        }
+    }
+}
+
+fn stop_logging(args: &Map<String, Value>, control: &mut dyn Control) -> Result<String, String> {
+    let which = match directory_arg(args)? {
+        DirectoryArg::Omitted => None,
+        DirectoryArg::Stdout => Some(DestKey::Stdout),
+        DirectoryArg::Dir(dir) => Some(DestKey::Dir(dir)),
+    };
+    let stopped = control.stop_logging(which)?;
+    if stopped.is_empty() {
+        return Ok("No log destination was active".into());
+    }
+    let names: Vec<String> = stopped.iter().map(DestKey::describe).collect();
+    Ok(format!("Logging stopped: {}", names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what the tools asked for; fails on cue.
+    #[derive(Default)]
+    struct FakeControl {
+        rules: Vec<PortRule>,
+        destinations: Vec<DestKey>,
+        shut_down: bool,
+    }
+
+    impl Control for FakeControl {
+        fn add_rule(&mut self, rule: PortRule) -> Result<(), String> {
+            if self.rules.iter().any(|r| r.local_port == rule.local_port) {
+                return Err(format!("Port {} is already in use", rule.local_port));
+            }
+            self.rules.push(rule);
+            Ok(())
+        }
+        fn remove_rule(&mut self, port: u16) -> Result<usize, String> {
+            let before = self.rules.len();
+            self.rules.retain(|r| r.local_port != port);
+            if before == self.rules.len() {
+                Err(format!("No port rule on port {port}"))
+            } else {
+                Ok(0)
+            }
+        }
+        fn start_logging(&mut self, d: Destination) -> Result<(), String> {
+            self.destinations.push(d.key());
+            Ok(())
+        }
+        fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String> {
+            match which {
+                None => Ok(std::mem::take(&mut self.destinations)),
+                Some(key) if self.destinations.contains(&key) => {
+                    self.destinations.retain(|d| *d != key);
+                    Ok(vec![key])
+                }
+                Some(key) => Err(format!("not logging to {}", key.describe())),
+            }
+        }
+        fn shutdown(&mut self) {
+            self.shut_down = true;
+        }
+    }
+
+    fn call(control: &mut FakeControl, body: Value) -> Value {
+        match handle(body.to_string().as_bytes(), control) {
+            Outcome::Reply { body, .. } => body,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn tool(control: &mut FakeControl, name: &str, args: Value) -> Value {
+        call(
+            control,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":args}}),
+        )
+    }
+
+    #[test]
+    fn initialize_negotiates_the_version() {
+        let mut c = FakeControl::default();
+        for (asked, got) in [
+            ("2024-11-05", "2024-11-05"),
+            ("2025-03-26", "2025-03-26"),
+            ("2025-06-18", "2025-06-18"),
+            ("1999-01-01", "2025-06-18"),
+        ] {
+            let body = json!({"jsonrpc":"2.0","id":"a","method":"initialize","params":{"protocolVersion":asked,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+            match handle(body.to_string().as_bytes(), &mut c) {
+                Outcome::Reply { body, session } => {
+                    assert!(session);
+                    assert_eq!(body["id"], "a");
+                    assert_eq!(body["result"]["protocolVersion"], got);
+                    assert_eq!(body["result"]["serverInfo"]["name"], "rawprox");
+                    assert_eq!(body["result"]["capabilities"], json!({"tools":{}}));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tools_list_has_the_five_tools() {
+        let mut c = FakeControl::default();
+        let r = call(
+            &mut c,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+        );
+        let tools = r["result"]["tools"].as_array().unwrap();
+        let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "start-logging",
+                "stop-logging",
+                "add-port-rule",
+                "remove-port-rule",
+                "shutdown"
+            ]
+        );
+        for t in tools {
+            assert_eq!(t["inputSchema"]["type"], "object");
+            assert!(t["inputSchema"]["properties"].is_object());
+            assert!(t["inputSchema"]["required"].is_array());
+            assert!(t["description"].is_string());
+        }
+        assert_eq!(
+            tools[2]["inputSchema"]["required"],
+            json!(["local_port", "target_host", "target_port"])
+        );
+    }
+
+    #[test]
+    fn tools_act_and_answer_in_text() {
+        let mut c = FakeControl::default();
+        let r = tool(
+            &mut c,
+            "add-port-rule",
+            json!({"local_port":9000,"target_host":"api.example.com","target_port":443}),
+        );
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            "Port rule added: 9000 -> api.example.com:443"
+        );
+        let r = tool(
+            &mut c,
+            "add-port-rule",
+            json!({"local_port":"9001","target_host":"::1","target_port":80}),
+        );
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            "Port rule added: 9001 -> [::1]:80"
+        );
+        let r = tool(
+            &mut c,
+            "add-port-rule",
+            json!({"local_port":9000,"target_host":"x","target_port":1}),
+        );
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        assert_eq!(r["error"]["message"], "Port 9000 is already in use");
+        let r = tool(&mut c, "remove-port-rule", json!({"local_port":9000}));
+        assert!(
+            r["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("9000")
+        );
+        let r = tool(&mut c, "remove-port-rule", json!({"local_port":9000}));
+        assert_eq!(r["error"]["message"], "No port rule on port 9000");
+
+        tool(&mut c, "start-logging", json!({"directory":"./logs"}));
+        tool(&mut c, "start-logging", json!({"directory":null}));
+        tool(&mut c, "start-logging", json!({}));
+        assert_eq!(
+            c.destinations,
+            [
+                DestKey::Dir("./logs".into()),
+                DestKey::Stdout,
+                DestKey::Stdout
+            ]
+        );
+        let r = tool(&mut c, "stop-logging", json!({"directory":null}));
+        assert_eq!(r["result"]["content"][0]["text"], "Logging stopped: stdout");
+        let r = tool(&mut c, "stop-logging", json!({}));
+        assert!(
+            r["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("./logs")
+        );
+        let r = tool(&mut c, "shutdown", json!({}));
+        assert!(r["result"]["content"][0]["text"].is_string());
+        assert!(c.shut_down);
+    }
+
+    #[test]
+    fn bad_arguments_are_invalid_params() {
+        let mut c = FakeControl::default();
+        let cases = [
+            (
+                "add-port-rule",
+                json!({"local_port":0,"target_host":"h","target_port":1}),
+                "local_port",
+            ),
+            (
+                "add-port-rule",
+                json!({"local_port":1,"target_host":5,"target_port":1}),
+                "target_host",
+            ),
+            (
+                "add-port-rule",
+                json!({"local_port":1,"target_port":1}),
+                "target_host",
+            ),
+            (
+                "add-port-rule",
+                json!({"local_port":1,"target_host":"a b","target_port":1}),
+                "not a valid host name",
+            ),
+            (
+                "add-port-rule",
+                json!({"local_port":1,"target_host":"h","target_port":70000}),
+                "target_port",
+            ),
+            ("remove-port-rule", json!({}), "local_port"),
+            ("start-logging", json!({"directory":7}), "directory"),
+            (
+                "start-logging",
+                json!({"directory":"d","filename_format":"%Q"}),
+                "'%Q'",
+            ),
+            (
+                "start-logging",
+                json!({"filename_format":"x"}),
+                "needs a directory",
+            ),
+            (
+                "stop-logging",
+                json!({"directory":"nope"}),
+                "not logging to",
+            ),
+        ];
+        for (name, args, want) in cases {
+            let r = tool(&mut c, name, args.clone());
+            assert_eq!(r["error"]["code"], INVALID_PARAMS, "{name} {args}");
+            let message = r["error"]["message"].as_str().unwrap();
+            assert!(message.contains(want), "{name} {args}: {message}");
+        }
+        let r = call(
+            &mut c,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope"}}),
+        );
+        assert_eq!(r["error"]["code"], METHOD_NOT_FOUND);
+        let r = call(
+            &mut c,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shutdown","arguments":[]}}),
+        );
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        let r = call(
+            &mut c,
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/list"}),
+        );
+        assert_eq!(r["error"]["code"], METHOD_NOT_FOUND);
+        assert!(!c.shut_down);
+    }
+
+    #[test]
+    fn malformed_messages() {
+        let mut c = FakeControl::default();
+        let invalid = |body: &[u8], c: &mut FakeControl| match handle(body, c) {
+            Outcome::Invalid(v) => v["error"]["code"].as_i64().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(invalid(b"{not json", &mut c), PARSE_ERROR);
+        assert_eq!(invalid(b"", &mut c), PARSE_ERROR);
+        assert_eq!(invalid(b"[]", &mut c), INVALID_REQUEST);
+        assert_eq!(invalid(b"42", &mut c), INVALID_REQUEST);
+        assert_eq!(
+            invalid(br#"{"id":1,"method":"ping"}"#, &mut c),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            invalid(br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, &mut c),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            invalid(br#"{"jsonrpc":"2.0","id":1,"method":5}"#, &mut c),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            invalid(br#"{"jsonrpc":"2.0","id":1}"#, &mut c),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            handle(
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                &mut c
+            ),
+            Outcome::Accepted
+        );
+        assert_eq!(
+            handle(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#, &mut c),
+            Outcome::Accepted
+        );
+        let r = call(
+            &mut c,
+            json!({"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}),
+        );
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        let r = call(&mut c, json!({"jsonrpc":"2.0","id":9,"method":"ping"}));
+        assert_eq!(r, json!({"jsonrpc":"2.0","id":9,"result":{}}));
+    }
+}
