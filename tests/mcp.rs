@@ -1,0 +1,500 @@
+//! SPEC §7: the MCP control server, driven with raw HTTP over a TcpStream
+//! on 127.0.0.1 (and once with the official Python SDK): the ready line,
+//! the transport, the five tools, runtime rules and destinations, the
+//! errors and the hardening, and that no request disturbs the traffic.
+
+use crate::util::*;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One HTTP response.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to the MCP endpoint.
+struct Http {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Http {
+    fn connect(port: u16) -> Http {
+        Http { stream: connect(port), buf: Vec::new() }
+    }
+
+    fn send(&mut self, raw: &[u8]) -> Response {
+        self.stream.write_all(raw).expect("write request");
+        self.read_response().expect("a response before EOF")
+    }
+
+    /// The next response, or None at EOF.
+    fn read_response(&mut self) -> Option<Response> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) = parsed.parse(&self.buf).expect("valid HTTP response") {
+                let status = parsed.code.expect("status");
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+                    .expect("every response has a Content-Length");
+                if self.buf.len() >= head + len {
+                    let body = self.buf[head..head + len].to_vec();
+                    self.buf.drain(..head + len);
+                    return Some(Response { status, headers, body });
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("reading a response: {e}"),
+            }
+        }
+    }
+
+    fn post(&mut self, body: &str) -> Response {
+        let raw = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(raw.as_bytes())
+    }
+
+    /// A JSON-RPC request; the 200 response's body.
+    fn rpc(&mut self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+        let response = self.post(&body);
+        assert_eq!(response.status, 200, "{method}: {:?}", String::from_utf8_lossy(&response.body));
+        assert_eq!(response.header("Content-Type"), Some("application/json"));
+        let value = response.json();
+        assert_eq!(value["id"], 7);
+        assert_eq!(value["jsonrpc"], "2.0");
+        value
+    }
+
+    /// A tool call that must succeed; its text.
+    fn call(&mut self, tool: &str, args: Value) -> String {
+        let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
+        assert!(value.get("error").is_none(), "{tool} {args} failed: {value}");
+        value["result"]["content"][0]["text"].as_str().expect("text content").to_owned()
+    }
+
+    /// A tool call that must fail; (code, message).
+    fn call_err(&mut self, tool: &str, args: Value) -> (i64, String) {
+        let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
+        let code = value["error"]["code"].as_i64().unwrap_or_else(|| panic!("{tool} {args} did not fail: {value}"));
+        (code, value["error"]["message"].as_str().expect("message").to_owned())
+    }
+}
+
+/// Starts rawprox with `--mcp-port 0` and `args`; returns it and the MCP port
+/// from its `mcp-ready` line (checked to be the first line, field order
+/// `time`, `event`, `endpoint`).
+fn start_mcp(args: &[&str]) -> (Proxy, u16) {
+    let mut all = vec!["--mcp-port", "0"];
+    all.extend_from_slice(args);
+    let mut proxy = Proxy::start(&all);
+    let first = proxy
+        .next_line_by(Instant::now() + DEADLINE)
+        .unwrap_or_else(|| panic!("no mcp-ready line; stderr: {}", proxy.stderr_text()));
+    let ready = check_line(&first);
+    assert_eq!(ready["event"], "mcp-ready", "{first}");
+    let endpoint = ready["endpoint"].as_str().expect("endpoint");
+    let port: u16 = endpoint
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/mcp"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("endpoint {endpoint}"));
+    assert_ne!(port, 0);
+    (proxy, port)
+}
+
+fn rule_args(local_port: u16, target_port: u16) -> Value {
+    json!({"local_port": local_port, "target_host": "127.0.0.1", "target_port": target_port})
+}
+
+#[test]
+fn mcp_port_alone_runs_quietly_on_loopback() {
+    let (mut proxy, port) = start_mcp(&[]);
+    assert_eq!(wait_listening(port), vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+    let started = proxy.wait_line("start-logging for stdout", |v| v["event"] == "start-logging");
+    assert_eq!(started["directory"], Value::Null);
+    assert!(started.get("filename_format").is_none());
+    let lines = parse_lines(&proxy.stop());
+    assert_eq!(lines.last().unwrap()["event"], "stop-logging");
+    assert_eq!(lines.last().unwrap()["directory"], Value::Null);
+    assert_eq!(proxy.stderr_text(), "", "no help text, no error");
+}
+
+#[test]
+fn initialize_negotiates_versions_on_one_keep_alive_connection() {
+    let (_proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    for (asked, want) in [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("1999-01-01", "2025-06-18"),
+    ] {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name":"test","version":"1"}}});
+        let response = http.post(&body.to_string());
+        assert_eq!(response.status, 200);
+        assert!(response.header("Mcp-Session-Id").is_some_and(|s| !s.is_empty()));
+        let result = &response.json()["result"];
+        assert_eq!(result["protocolVersion"], want, "asked {asked}");
+        assert_eq!(result["capabilities"], json!({"tools": {}}));
+        assert_eq!(result["serverInfo"]["name"], "rawprox");
+        assert!(result["serverInfo"]["version"].is_string());
+    }
+    // Stateless: no session id needed, on the same connection.
+    let tools = http.rpc("tools/list", json!({}));
+    let tools = tools["result"]["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["start-logging", "stop-logging", "add-port-rule", "remove-port-rule", "shutdown"]);
+    for tool in tools {
+        let schema = &tool["inputSchema"];
+        assert_eq!(schema["type"], "object", "{tool}");
+        assert!(schema["properties"].is_object() && schema["required"].is_array(), "{tool}");
+        assert!(tool["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    let add = &tools[2]["inputSchema"];
+    assert_eq!(add["required"], json!(["local_port", "target_host", "target_port"]));
+    assert_eq!(tools[3]["inputSchema"]["required"], json!(["local_port"]));
+    assert_eq!(tools[4]["inputSchema"]["properties"], json!({}));
+
+    let note = http.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!((note.status, note.body.len()), (202, 0));
+    let reply = http.post(r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#);
+    assert_eq!((reply.status, reply.body.len()), (202, 0));
+    let get = http.send(b"GET /mcp HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+    assert_eq!(get.status, 405);
+    // Still the same connection: keep-alive all along.
+    assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn errors_are_json_rpc_errors_and_http_statuses() {
+    let (_proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    let parse = http.post("{not json");
+    assert_eq!(parse.status, 400);
+    assert_eq!(parse.json()["error"]["code"], -32700);
+    let invalid = http.post(r#"{"id":1,"method":"tools/list"}"#);
+    assert_eq!(invalid.json()["error"]["code"], -32600);
+    assert_eq!(http.rpc("no/such/method", json!({}))["error"]["code"], -32601);
+    let (code, message) = http.call_err("no-such-tool", json!({}));
+    assert_eq!(code, -32601);
+    assert!(message.contains("no-such-tool"), "{message}");
+    for (tool, args, want) in [
+        ("add-port-rule", json!({"local_port": 1, "target_port": 2}), "target_host"),
+        ("add-port-rule", json!({"local_port": 0, "target_host": "h", "target_port": 2}), "local_port"),
+        ("add-port-rule", json!({"local_port": "x", "target_host": "h", "target_port": 2}), "local_port"),
+        ("remove-port-rule", json!({"local_port": 9}), "No port rule on port 9"),
+        ("start-logging", json!({"directory": 5}), "directory"),
+        ("stop-logging", json!({"directory": "/never/started"}), "/never/started"),
+    ] {
+        let (code, message) = http.call_err(tool, args.clone());
+        assert_eq!(code, -32602, "{tool} {args}");
+        assert!(message.contains(want), "{tool} {args}: {message}");
+    }
+    // A curl-style form content type is fine.
+    let raw = "POST /mcp HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    assert_eq!(http.send(raw.as_bytes()).status, 200);
+    let foreign = http.send(b"POST /mcp HTTP/1.1\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}");
+    assert_eq!(foreign.status, 403);
+    let local = "POST /mcp HTTP/1.1\r\nOrigin: http://localhost:5173\r\nContent-Length: 40\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    assert_eq!(http.send(local.as_bytes()).status, 200);
+    assert_eq!(http.send(b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n").status, 404);
+
+    let mut big = Http::connect(port);
+    let too_big = big.send(format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1024 * 1024 + 1).as_bytes());
+    assert_eq!(too_big.status, 413);
+    assert!(big.read_response().is_none(), "closed after 413");
+    let mut garbage = Http::connect(port);
+    assert_eq!(garbage.send(b"\x16\x03\x01 definitely not HTTP\r\n\r\n").status, 400);
+    assert!(garbage.read_response().is_none(), "closed after 400");
+    // The first connection is still served.
+    assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn rules_are_added_and_removed_at_run_time() {
+    let target = echo_server("127.0.0.1");
+    let (mut proxy, port) = start_mcp(&["--flush-millis", "0"]);
+    let mut http = Http::connect(port);
+    let local = free_port();
+    let text = http.call("add-port-rule", rule_args(local, target.port()));
+    assert_eq!(text, format!("Port rule added: {local} -> 127.0.0.1:{}", target.port()));
+    let client = echo_once(local, b"through a rule added at run time");
+    let open = proxy.wait_open(client);
+    assert_eq!(open["listen_port"], local);
+
+    let (code, message) = http.call_err("add-port-rule", rule_args(local, target.port()));
+    assert_eq!((code, message), (-32602, format!("Port {local} is already in use")));
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let taken_port = taken.local_addr().unwrap().port();
+    let (_, message) = http.call_err("add-port-rule", rule_args(taken_port, target.port()));
+    assert_eq!(message, format!("Port {taken_port} is already in use"));
+
+    // Removing the rule closes its open connection, with its close line.
+    let mut open_conn = connect(local);
+    echo_roundtrip(&mut open_conn, b"still open");
+    let client = open_conn.local_addr().unwrap().to_string();
+    let removed = http.call("remove-port-rule", json!({"local_port": local}));
+    assert!(removed.contains(&local.to_string()), "{removed}");
+    expect_closed(&mut open_conn, "a connection of a removed rule");
+    let close = proxy.wait_line("the close of the removed rule's connection", |v| {
+        v["event"] == "close" && (v["from"] == client.as_str() || v["to"] == client.as_str())
+    });
+    assert_eq!(close["from"], client.as_str());
+    assert!(TcpStream::connect(("127.0.0.1", local)).is_err(), "nothing listens after removal");
+    let (_, message) = http.call_err("remove-port-rule", json!({"local_port": local}));
+    assert_eq!(message, format!("No port rule on port {local}"));
+
+    let lines = parse_lines(&proxy.stop());
+    let opens = events(&lines, "open").len();
+    assert_eq!(opens, events(&lines, "close").len(), "one close per open");
+}
+
+#[test]
+fn destinations_start_and_stop_at_run_time() {
+    let target = echo_server("127.0.0.1");
+    let dir_a = TempDir::new("mcp-dest-a");
+    let dir_b = TempDir::new("mcp-dest-b");
+    let (a, b) = (path_str(&dir_a.join("logs")), path_str(&dir_b.join("logs")));
+    let (mut proxy, port) = start_mcp(&[&format!("@{a}"), "--flush-millis", "50"]);
+    // No rule yet: the directory starts at once.
+    let first = wait_dir_line(Path::new(&a), "the start-logging of A", |v| v["event"] == "start-logging");
+    assert_eq!(first["directory"], a.as_str());
+
+    let mut http = Http::connect(port);
+    let text = http.call("start-logging", json!({"directory": b, "filename_format": "b-%Y%m%d.ndjson"}));
+    assert!(text.contains(&b), "{text}");
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let both = rng_payload(1, 40_000);
+    let client_both = echo_once(local, &both).to_string();
+    wait_dir_line(Path::new(&b), "the close in B", |v| v["event"] == "close" && v["from"] == client_both.as_str());
+
+    let stopped = http.call("stop-logging", json!({"directory": a}));
+    assert!(stopped.contains(&a), "{stopped}");
+    let only_b = rng_payload(2, 10_000);
+    let client_b = echo_once(local, &only_b).to_string();
+    wait_dir_line(Path::new(&b), "the close of the second", |v| v["event"] == "close" && v["from"] == client_b.as_str());
+    http.call("start-logging", json!({"directory": null}));
+    let all = http.call("stop-logging", json!({}));
+    assert!(all.contains("stdout") && all.contains(&b), "{all}");
+    let lines = parse_lines(&proxy.stop());
+
+    let lines_a = file_lines(Path::new(&a));
+    let lines_b = file_lines(Path::new(&b));
+    assert_eq!(lines_a.first().unwrap()["event"], "start-logging");
+    assert_eq!(lines_a.last().unwrap()["event"], "stop-logging");
+    assert_eq!(lines_b.first().unwrap()["event"], "start-logging");
+    assert_eq!(lines_b.first().unwrap()["filename_format"], "b-%Y%m%d.ndjson");
+    assert_eq!(lines_b.last().unwrap()["event"], "stop-logging");
+    // The shared connection is in both, byte-exact; the second only in B.
+    for lines in [&lines_a, &lines_b] {
+        assert_eq!(data_between(lines, &client_both, &format!("127.0.0.1:{}", target.port())), both);
+    }
+    assert!(!lines_a.iter().any(|v| v["from"] == client_b.as_str()));
+    assert_eq!(data_between(&lines_b, &client_b, &format!("127.0.0.1:{}", target.port())), only_b);
+    // Every traffic line of A is also in B, the same text: encoded once, shared.
+    let traffic = |lines: &[Value]| -> Vec<String> {
+        lines.iter().filter(|v| v.get("ConnID").is_some()).map(Value::to_string).collect()
+    };
+    let (ta, tb) = (traffic(&lines_a), traffic(&lines_b));
+    assert_eq!(tb[..ta.len()], ta[..]);
+    // stdout carried the control events, in order.
+    let control: Vec<(String, Value)> = lines
+        .iter()
+        .filter(|v| v.get("ConnID").is_none())
+        .map(|v| (v["event"].as_str().unwrap().to_owned(), v["directory"].clone()))
+        .collect();
+    let want = [
+        ("start-logging", json!(a)),
+        ("start-logging", json!(b)),
+        ("stop-logging", json!(a)),
+        ("start-logging", Value::Null),
+        ("stop-logging", json!(b)),
+        ("stop-logging", Value::Null),
+    ];
+    let want: Vec<(String, Value)> = want.into_iter().map(|(e, d)| (e.to_owned(), d)).collect();
+    let mut got = control.clone();
+    // The order of the two stops of "stop all" is not part of the contract.
+    got[4..].sort_by_key(|(_, d)| d.is_null());
+    assert_eq!(got, want, "control events on stdout");
+}
+
+#[test]
+fn shutdown_tool_shuts_down_like_sigint() {
+    let target = echo_server("127.0.0.1");
+    let (mut proxy, port) = start_mcp(&["--flush-millis", "10000"]);
+    let mut http = Http::connect(port);
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let mut open_conn = connect(local);
+    echo_roundtrip(&mut open_conn, b"open at shutdown");
+    let client = open_conn.local_addr().unwrap().to_string();
+    let text = http.call("shutdown", json!({}));
+    assert!(text.to_lowercase().contains("shutting down"), "{text}");
+    let status = proxy.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "stderr: {}", proxy.stderr_text());
+    expect_closed(&mut open_conn, "a connection at shutdown");
+    let lines = parse_lines(&proxy.all_lines());
+    let close = events(&lines, "close");
+    assert_eq!(close.len(), 1);
+    assert_eq!(close[0]["from"], client.as_str());
+    assert_eq!(data_between(&lines, &client, &format!("127.0.0.1:{}", target.port())), b"open at shutdown");
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_after_30_seconds() {
+    let (_proxy, port) = start_mcp(&[]);
+    let started = Instant::now();
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nContent-Le").unwrap();
+    let mut trickle = slow.try_clone().unwrap();
+    // Slowloris: a byte every few seconds never completes the request.
+    let trickler = thread::spawn(move || {
+        for b in b"ngth: 2\r\n" {
+            thread::sleep(Duration::from_secs(4));
+            if trickle.write_all(&[*b]).is_err() {
+                break;
+            }
+        }
+    });
+    for (stream, what) in [(&mut idle, "idle"), (&mut slow, "slow")] {
+        stream.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_secs(29), "{what} closed after {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(45), "{what} still open after {elapsed:?}");
+        if what == "slow" {
+            assert!(got.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&got));
+        } else {
+            assert!(got.is_empty());
+        }
+    }
+    trickler.join().unwrap();
+}
+
+#[test]
+fn bad_requests_never_disturb_the_traffic() {
+    let target = echo_server("127.0.0.1");
+    let (_proxy, port) = start_mcp(&["--flush-millis", "100"]);
+    let local = free_port();
+    Http::connect(port).call("add-port-rule", rule_args(local, target.port()));
+    let payload = rng_payload(3, 4 * 1024 * 1024);
+    let mut stream = connect(local);
+    let mut writer = stream.try_clone().unwrap();
+    let sent = payload.clone();
+    // Traffic flows in slices while the abuse goes on.
+    let sender = thread::spawn(move || {
+        for chunk in sent.chunks(64 * 1024) {
+            writer.write_all(chunk).unwrap();
+            thread::sleep(Duration::from_millis(2));
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let abuse: Vec<Vec<u8>> = vec![
+        b"garbage\r\n\r\n".to_vec(),
+        b"POST /mcp HTTP/1.1\r\nContent-Length: -5\r\n\r\n".to_vec(),
+        b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec(),
+        format!("POST /mcp HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+        b"POST /mcp HTTP/1.1\r\nContent-Length: 9\r\n\r\n[1,2,3,4]".to_vec(),
+        b"POST /mcp HTTP/1.1\r\nContent-Length: 4\r\n\r\nnull".to_vec(),
+        b"POST /mcp HTTP/1.1\r\nContent-Length: 62\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":\"x\"}  ".to_vec(),
+        b"POST /mcp HTTP/1.1\r\nContent-Length: 10\r\n\r\n{\"a\":".to_vec(),
+        b"\x00\x01\x02\x03".to_vec(),
+    ];
+    for round in 0..20 {
+        for raw in &abuse {
+            let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let _ = conn.write_all(raw);
+            if round % 2 == 0 {
+                let _ = conn.shutdown(Shutdown::Write);
+            }
+            // Drop without reading: the server must cope either way.
+        }
+    }
+    let mut got = vec![0u8; payload.len()];
+    stream.read_exact(&mut got).unwrap();
+    sender.join().unwrap();
+    assert_bytes_eq(&got, &payload, "traffic during the abuse");
+    assert!(read_to_end(&mut stream).is_empty());
+    // The server still answers.
+    assert_eq!(Http::connect(port).rpc("ping", json!({}))["result"], json!({}));
+}
+
+/// The MCP Python SDK's streamable HTTP client and ClientSession drive a
+/// whole session (tests/sdk/mcp_client.py). `bash .ci/test` installs the SDK
+/// into target/mcp-venv; RAWPROX_MCP_PYTHON may name another interpreter.
+#[test]
+fn official_python_sdk_drives_rawprox() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var("RAWPROX_MCP_PYTHON")
+        .unwrap_or_else(|_| path_str(&root.join("target/mcp-venv/bin/python")));
+    assert!(
+        Path::new(&python).exists(),
+        "{python} not found: run `bash .ci/test` (it installs the MCP Python SDK) or set RAWPROX_MCP_PYTHON"
+    );
+    let logs = TempDir::new("mcp-sdk");
+    let dir = path_str(&logs.join("logs"));
+    let output = Command::new(&python)
+        .arg(root.join("tests/sdk/mcp_client.py"))
+        .arg(bin())
+        .arg(&dir)
+        .output()
+        .expect("run the SDK client");
+    assert!(
+        output.status.success(),
+        "SDK client failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+}
+
+fn rng_payload(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
+}
+
+/// Every line of every file in `dir`, in file-name order, parsed and checked.
+fn file_lines(dir: &Path) -> Vec<Value> {
+    let raw: Vec<String> = dir_lines(dir).into_iter().map(|(_, line)| line).collect();
+    parse_lines(&raw)
+}
