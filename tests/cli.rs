@@ -7,14 +7,23 @@ use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 
 use crate::util::{
-    echo_once, echo_server, free_port, listening_addrs, path_str, rule, wait_listening, Outcome,
-    Proxy, TempDir,
+    Outcome, Proxy, TempDir, echo_once, echo_server, free_port, listening_addrs, path_str, rule,
+    wait_listening,
 };
 
 /// Every argument the help text must name.
 fn assert_is_help(text: &str, channel: &str) {
-    for word in ["--mcp-port", "--flush-millis", "--filename-format", "--help", "--version"] {
-        assert!(text.contains(word), "help on {channel} does not mention {word}:\n{text}");
+    for word in [
+        "--mcp-port",
+        "--flush-millis",
+        "--filename-format",
+        "--help",
+        "--version",
+    ] {
+        assert!(
+            text.contains(word),
+            "help on {channel} does not mention {word}:\n{text}"
+        );
     }
     assert!(
         text.contains("PORT_RULE") || text.contains("LOCAL_PORT"),
@@ -32,20 +41,38 @@ fn help_goes_to_stdout_with_exit_0() {
     let long = Proxy::run(["--help"]);
     let short = Proxy::run(["-h"]);
     for (flag, out) in [("--help", &long), ("-h", &short)] {
-        assert_eq!(out.status.code(), Some(0), "{flag}: exit status; stderr: {}", out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flag}: exit status; stderr: {}",
+            out.stderr
+        );
         assert_eq!(out.stderr, "", "{flag}: stderr");
         assert_is_help(&out.stdout_lines.join("\n"), "stdout");
     }
-    assert_eq!(long.stdout_lines, short.stdout_lines, "-h and --help print the same text");
+    assert_eq!(
+        long.stdout_lines, short.stdout_lines,
+        "-h and --help print the same text"
+    );
 }
 
 #[test]
 fn version_goes_to_stdout_with_exit_0() {
     for flag in ["--version", "-V"] {
         let out = Proxy::run([flag]);
-        assert_eq!(out.status.code(), Some(0), "{flag}: exit status; stderr: {}", out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flag}: exit status; stderr: {}",
+            out.stderr
+        );
         assert_eq!(out.stderr, "", "{flag}: stderr");
-        assert_eq!(out.stdout_lines.len(), 1, "{flag}: one line: {:?}", out.stdout_lines);
+        assert_eq!(
+            out.stdout_lines.len(),
+            1,
+            "{flag}: one line: {:?}",
+            out.stdout_lines
+        );
         let line = &out.stdout_lines[0];
         assert!(
             line.contains("rawprox") && line.contains(env!("CARGO_PKG_VERSION")),
@@ -61,22 +88,41 @@ fn nothing_to_do_prints_help_to_stderr_with_exit_1() {
     for args in cases {
         let out = Proxy::run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: exit status");
-        assert!(out.stdout_lines.is_empty(), "{args:?}: stdout {:?}", out.stdout_lines);
+        assert!(
+            out.stdout_lines.is_empty(),
+            "{args:?}: stdout {:?}",
+            out.stdout_lines
+        );
         assert_is_help(&out.stderr, "stderr");
     }
 }
 
 /// Exit 1, nothing on stdout, exactly one stderr line: `Error:` and one of `culprits`.
 fn assert_error(args: &[String], culprits: &[String]) {
-    let Outcome { status, stdout_lines, stderr } = Proxy::run(args);
-    assert_eq!(status.code(), Some(1), "{args:?}: exit status; stderr: {stderr}");
-    assert!(stdout_lines.is_empty(), "{args:?}: stdout should be empty: {stdout_lines:?}");
+    let Outcome {
+        status,
+        stdout_lines,
+        stderr,
+    } = Proxy::run(args);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{args:?}: exit status; stderr: {stderr}"
+    );
+    assert!(
+        stdout_lines.is_empty(),
+        "{args:?}: stdout should be empty: {stdout_lines:?}"
+    );
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(
         lines.len() == 1 && stderr.ends_with('\n'),
         "{args:?}: stderr should be one line: {stderr:?}"
     );
-    assert!(lines[0].starts_with("Error:"), "{args:?}: {:?} does not start with Error:", lines[0]);
+    assert!(
+        lines[0].starts_with("Error:"),
+        "{args:?}: {:?} does not start with Error:",
+        lines[0]
+    );
     assert!(
         culprits.iter().any(|c| lines[0].contains(c)),
         "{args:?}: {:?} does not name the culprit (one of {culprits:?})",
@@ -106,27 +152,60 @@ fn invalid_arguments_give_one_error_line_and_exit_1() {
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (vec![format!("{p}:host")], vec![format!("{p}:host")]),
         (owned(&["0:127.0.0.1:80"]), owned(&["0:127.0.0.1:80"])),
-        (owned(&["70000:127.0.0.1:80"]), owned(&["70000:127.0.0.1:80"])),
+        (
+            owned(&["70000:127.0.0.1:80"]),
+            owned(&["70000:127.0.0.1:80"]),
+        ),
         (owned(&["abc:127.0.0.1:80"]), owned(&["abc:127.0.0.1:80"])),
         (vec![format!("{p}::80")], vec![format!("{p}::80")]),
         (vec![format!("{p}:[::1:80")], vec![format!("{p}:[::1:80")]),
-        (vec![format!("{p}:127.0.0.1:0")], vec![format!("{p}:127.0.0.1:0")]),
-        (vec![format!("{p}:127.0.0.1:9"), format!("{p}:127.0.0.1:10")], vec![p.to_string()]),
+        (
+            vec![format!("{p}:127.0.0.1:0")],
+            vec![format!("{p}:127.0.0.1:0")],
+        ),
+        (
+            vec![format!("{p}:127.0.0.1:9"), format!("{p}:127.0.0.1:10")],
+            vec![p.to_string()],
+        ),
         (with_good(&["--bogus"]), owned(&["--bogus"])),
         (with_good(&["--flush-millis"]), owned(&["--flush-millis"])),
         (with_good(&["--flush-millis", "abc"]), owned(&["abc"])),
-        (with_good(&["--mcp-port", "70000"]), owned(&["70000"])),
-        (with_good(&["--filename-format"]), owned(&["--filename-format"])),
-        (with_good(&[&dir_a_arg, &format!("@{dir_b}")]), vec![dir_a.clone(), dir_b.clone()]),
-        (with_good(&["--filename-format", "x.log"]), owned(&["--filename-format"])),
+        (
+            with_good(&["--flush-millis", "99999999999999999999999"]),
+            owned(&["99999999999999999999999"]),
+        ),
+        (
+            with_good(&["--filename-format"]),
+            owned(&["--filename-format"]),
+        ),
+        (
+            with_good(&[&dir_a_arg, &format!("@{dir_b}")]),
+            vec![dir_a.clone(), dir_b.clone()],
+        ),
+        (
+            with_good(&["--filename-format", "x.log"]),
+            owned(&["--filename-format"]),
+        ),
         (vec![dir_a_arg.clone()], vec![dir_a.clone()]),
-        (with_good(&[&dir_a_arg, "--filename-format", "cap_%Q.log"]), owned(&["%Q"])),
-        (with_good(&[&dir_a_arg, "--filename-format", "cap_%"]), owned(&["cap_%"])),
-        (with_good(&[&format!("@{under_file}")]), vec![under_file.clone()]),
+        (
+            with_good(&[&dir_a_arg, "--filename-format", "cap_%Q.log"]),
+            owned(&["%Q"]),
+        ),
+        (
+            with_good(&[&dir_a_arg, "--filename-format", "cap_%"]),
+            owned(&["cap_%"]),
+        ),
+        (
+            with_good(&[&format!("@{under_file}")]),
+            vec![under_file.clone()],
+        ),
     ];
     for (args, culprits) in &cases {
         assert_error(args, culprits);
-        assert!(listening_addrs(p).is_empty(), "{args:?}: port {p} left listening");
+        assert!(
+            listening_addrs(p).is_empty(),
+            "{args:?}: port {p} left listening"
+        );
     }
 }
 
@@ -135,8 +214,17 @@ fn port_in_use_is_reported_by_number() {
     let p = free_port();
     let _occupier = TcpListener::bind((Ipv4Addr::UNSPECIFIED, p)).expect("occupy the port");
     let out = Proxy::run([rule(p, 9)]);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {}", out.stderr);
-    assert!(out.stdout_lines.is_empty(), "stdout: {:?}", out.stdout_lines);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status; stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout_lines.is_empty(),
+        "stdout: {:?}",
+        out.stdout_lines
+    );
     assert_eq!(out.stderr, format!("Error: Port {p} is already in use\n"));
 }
 
@@ -146,8 +234,16 @@ fn failed_start_leaves_nothing_listening() {
     let taken = free_port();
     let _occupier = TcpListener::bind((Ipv4Addr::UNSPECIFIED, taken)).expect("occupy the port");
     let out = Proxy::run([rule(first, 9), rule(taken, 9)]);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {}", out.stderr);
-    assert_eq!(out.stderr, format!("Error: Port {taken} is already in use\n"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status; stderr: {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr,
+        format!("Error: Port {taken} is already in use\n")
+    );
     assert!(
         listening_addrs(first).is_empty(),
         "port {first} of the first rule is still listening after the failed start"
@@ -157,8 +253,11 @@ fn failed_start_leaves_nothing_listening() {
 #[test]
 fn flush_millis_spellings_are_accepted() {
     let echo = echo_server("127.0.0.1");
-    let spellings: [&[&str]; 3] =
-        [&["--flush-millis", "0"], &["--flush-millis=0"], &["--flush-interval-ms=0"]];
+    let spellings: [&[&str]; 3] = [
+        &["--flush-millis", "0"],
+        &["--flush-millis=0"],
+        &["--flush-interval-ms=0"],
+    ];
     for flag in spellings {
         let p = free_port();
         let mut args: Vec<String> = flag.iter().map(|a| a.to_string()).collect();

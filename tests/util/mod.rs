@@ -64,7 +64,11 @@ pub fn free_port() -> u16 {
 fn port_pool() -> (u32, u32) {
     let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+        })
         .unwrap_or(32768);
     if ephemeral_low >= 11000 {
         (10000, ephemeral_low - 10000)
@@ -92,13 +96,17 @@ fn port_is_free(port: u16) -> bool {
 pub fn listening_addrs(port: u16) -> Vec<IpAddr> {
     let mut found = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(file) else { continue };
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 4 || fields[3] != "0A" {
                 continue;
             }
-            let Some((ip_hex, port_hex)) = fields[1].split_once(':') else { continue };
+            let Some((ip_hex, port_hex)) = fields[1].split_once(':') else {
+                continue;
+            };
             if u16::from_str_radix(port_hex, 16) != Ok(port) {
                 continue;
             }
@@ -131,7 +139,10 @@ pub fn wait_listening(port: u16) -> Vec<IpAddr> {
         if !addrs.is_empty() {
             return addrs;
         }
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {DEADLINE:?}"
+        );
         thread::sleep(POLL);
     }
 }
@@ -139,8 +150,14 @@ pub fn wait_listening(port: u16) -> Vec<IpAddr> {
 /// Resident set size of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS value")
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS value")
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.
@@ -164,7 +181,43 @@ pub fn clock_ticks_per_second() -> u64 {
 
 /// Number of open file descriptors of `pid`.
 pub fn open_fds(pid: u32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd").count()
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .count()
+}
+
+/// The descriptor number the next `open`/`accept`/`socket` of `pid` would get.
+pub fn lowest_free_fd(pid: u32) -> u64 {
+    let used: std::collections::HashSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..)
+        .find(|fd| !used.contains(fd))
+        .expect("a free descriptor number")
+}
+
+/// Sets the open-file limit (soft and hard) of the running process `pid`.
+pub fn set_fd_limit(pid: u32, limit: u64) {
+    let new = libc::rlimit {
+        rlim_cur: limit as _,
+        rlim_max: limit as _,
+    };
+    // SAFETY: `new` is a valid rlimit; a null old-limit pointer is allowed.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "prlimit({pid}, NOFILE, {limit}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 // ---------------------------------------------------------------- temp dirs
@@ -175,7 +228,10 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static COUNT: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let name = format!(
             "rawprox-test-{tag}-{}-{}-{nanos}",
             std::process::id(),
@@ -338,7 +394,11 @@ impl Proxy {
         let mut proxy = Proxy::start(args);
         let status = proxy.wait_exit(DEADLINE);
         let stdout_lines = proxy.all_lines();
-        Outcome { status, stdout_lines, stderr: proxy.stderr_text() }
+        Outcome {
+            status,
+            stdout_lines,
+            stderr: proxy.stderr_text(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -606,7 +666,10 @@ pub fn echo_roundtrip(stream: &mut TcpStream, data: &[u8]) {
     stream
         .read_exact(&mut got)
         .unwrap_or_else(|e| panic!("reading the echo of {} bytes: {e}", data.len()));
-    sender.join().expect("writer thread").expect("write to proxy");
+    sender
+        .join()
+        .expect("writer thread")
+        .expect("write to proxy");
     assert_bytes_eq(&got, data, "echo through the proxy");
 }
 
@@ -618,14 +681,20 @@ pub fn echo_once(port: u16, data: &[u8]) -> SocketAddr {
     echo_roundtrip(&mut stream, data);
     stream.shutdown(Shutdown::Write).unwrap();
     let rest = read_to_end(&mut stream);
-    assert!(rest.is_empty(), "{} unexpected bytes after the echo", rest.len());
+    assert!(
+        rest.is_empty(),
+        "{} unexpected bytes after the echo",
+        rest.len()
+    );
     local
 }
 
 /// Reads until EOF; fails if that takes longer than the stream's timeout.
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    stream.read_to_end(&mut out).unwrap_or_else(|e| panic!("read to EOF: {e}"));
+    stream
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("read to EOF: {e}"));
     out
 }
 
@@ -636,7 +705,12 @@ pub fn expect_closed(stream: &mut TcpStream, what: &str) {
     match stream.read(&mut buf) {
         Ok(0) => {}
         Ok(n) => panic!("{what}: got {n} bytes instead of a close"),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             panic!("{what}: connection not closed within {DEADLINE:?}")
         }
         Err(_) => {} // reset: closed too
@@ -645,7 +719,11 @@ pub fn expect_closed(stream: &mut TcpStream, what: &str) {
 
 pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
     if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        let first = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
         panic!(
             "{what}: got {} bytes, want {}; first difference at byte {first}",
             got.len(),
@@ -660,43 +738,64 @@ const OPEN_KEYS: [&str; 6] = ["time", "ConnID", "event", "from", "to", "listen_p
 const CLOSE_KEYS: [&str; 5] = ["time", "ConnID", "event", "from", "to"];
 const DATA_KEYS: [&str; 5] = ["time", "ConnID", "data", "from", "to"];
 const START_KEYS: [&str; 4] = ["time", "event", "directory", "filename_format"];
+const START_STDOUT_KEYS: [&str; 3] = ["time", "event", "directory"];
 const STOP_KEYS: [&str; 3] = ["time", "event", "directory"];
+const MCP_READY_KEYS: [&str; 3] = ["time", "event", "endpoint"];
 
 /// Checks one raw log line against SPEC §4 and returns it parsed: compact
 /// ASCII JSON, fields in the fixed order for its kind, the time format, the
 /// ConnID alphabet, only the escapes the `data` encoding allows (never `\u`).
 pub fn check_line(raw: &str) -> Value {
     assert!(raw.is_ascii(), "non-ASCII log line: {raw:?}");
-    assert!(raw.starts_with("{\"time\":\""), "line does not start with the time: {raw}");
+    assert!(
+        raw.starts_with("{\"time\":\""),
+        "line does not start with the time: {raw}"
+    );
     check_escapes(raw);
     let value: Value =
         serde_json::from_str(raw).unwrap_or_else(|e| panic!("line is not JSON ({e}): {raw}"));
     let keys = top_level_keys(raw);
-    let time = value["time"].as_str().unwrap_or_else(|| panic!("time not a string: {raw}"));
-    assert!(is_line_time(time), "time {time:?} is not YYYY-MM-DDTHH:MM:SS.ffffffZ: {raw}");
+    let time = value["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("time not a string: {raw}"));
+    assert!(
+        is_line_time(time),
+        "time {time:?} is not YYYY-MM-DDTHH:MM:SS.ffffffZ: {raw}"
+    );
 
     let expected: &[&str] = if let Some(id) = value.get("ConnID") {
-        let id = id.as_str().unwrap_or_else(|| panic!("ConnID not a string: {raw}"));
+        let id = id
+            .as_str()
+            .unwrap_or_else(|| panic!("ConnID not a string: {raw}"));
         assert!(
             id.len() == 8 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
             "ConnID {id:?} is not 8 base-62 digits: {raw}"
         );
         match (value["event"].as_str(), value.get("data")) {
             (Some("open"), None) => {
-                assert!(value["listen_port"].is_u64(), "listen_port not a number: {raw}");
+                assert!(
+                    value["listen_port"].is_u64(),
+                    "listen_port not a number: {raw}"
+                );
                 &OPEN_KEYS
             }
             (Some("close"), None) => &CLOSE_KEYS,
             (None, Some(data)) => {
-                percent_decode(data.as_str().unwrap_or_else(|| panic!("data not a string: {raw}")));
+                percent_decode(
+                    data.as_str()
+                        .unwrap_or_else(|| panic!("data not a string: {raw}")),
+                );
                 &DATA_KEYS
             }
             _ => panic!("unknown traffic line: {raw}"),
         }
     } else {
         match value["event"].as_str() {
+            // SPEC §7: stdout as a destination has a null directory and no format.
+            Some("start-logging") if value["directory"].is_null() => &START_STDOUT_KEYS,
             Some("start-logging") => &START_KEYS,
             Some("stop-logging") => &STOP_KEYS,
+            Some("mcp-ready") => &MCP_READY_KEYS,
             _ => panic!("unknown line: {raw}"),
         }
     };
@@ -743,7 +842,11 @@ pub fn top_level_keys(raw: &str) -> Vec<String> {
         return keys;
     }
     loop {
-        assert_eq!(b.get(i), Some(&b'"'), "expected a key at byte {i} (not compact?): {raw}");
+        assert_eq!(
+            b.get(i),
+            Some(&b'"'),
+            "expected a key at byte {i} (not compact?): {raw}"
+        );
         let end = string_end(b, i);
         keys.push(raw[i + 1..end].to_string());
         i = end + 1;
@@ -783,7 +886,13 @@ fn string_end(b: &[u8], start: usize) -> usize {
 pub fn is_line_time(t: &str) -> bool {
     const SHAPE: &[u8] = b"0000-00-00T00:00:00.000000Z";
     t.len() == SHAPE.len()
-        && t.bytes().zip(SHAPE).all(|(c, &s)| if s == b'0' { c.is_ascii_digit() } else { c == s })
+        && t.bytes().zip(SHAPE).all(|(c, &s)| {
+            if s == b'0' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
 }
 
 /// Decodes a parsed `data` string: `%XX` (upper-case hex) is a byte, every
@@ -795,7 +904,9 @@ pub fn percent_decode(s: &str) -> Vec<u8> {
     while i < b.len() {
         let c = b[i];
         if c == b'%' {
-            let hex = b.get(i + 1..i + 3).unwrap_or_else(|| panic!("truncated %XX in {s:?}"));
+            let hex = b
+                .get(i + 1..i + 3)
+                .unwrap_or_else(|| panic!("truncated %XX in {s:?}"));
             assert!(
                 hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'A'..=b'F')),
                 "bad escape %{} in data",
@@ -839,12 +950,15 @@ pub const BASE62_SPACE: u64 = 62u64.pow(8);
 
 pub fn base62_value(id: &str) -> u64 {
     id.bytes().fold(0, |acc, c| {
-        let digit = BASE62.iter().position(|&d| d == c).unwrap_or_else(|| panic!("{id:?} not base 62"));
+        let digit = BASE62
+            .iter()
+            .position(|&d| d == c)
+            .unwrap_or_else(|| panic!("{id:?} not base 62"));
         acc * 62 + digit as u64
     })
 }
 
-pub fn event<'a>(value: &'a Value) -> Option<&'a str> {
+pub fn event(value: &Value) -> Option<&str> {
     value.get("event").and_then(Value::as_str)
 }
 
@@ -868,24 +982,63 @@ pub fn lines_of<'a>(values: &'a [Value], conn_id: &str) -> Vec<&'a Value> {
 }
 
 /// Every line of every file in `dir`, files in name order, with the file name.
+/// Each file must end with a newline.
 pub fn dir_lines(dir: &Path) -> Vec<(String, String)> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().into_string().expect("UTF-8 file name"))
-        .collect();
-    names.sort();
     let mut out = Vec::new();
-    for name in names {
-        let text = fs::read_to_string(dir.join(&name)).expect("read log file");
-        assert!(text.is_empty() || text.ends_with('\n'), "{name} does not end with a newline");
+    for (name, text) in dir_files(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{name} does not end with a newline"
+        );
         out.extend(text.lines().map(|l| (name.clone(), l.to_string())));
     }
     out
 }
 
+/// `(name, contents)` of the files in `dir`, in name order.
+pub fn dir_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        names.push(entry?.file_name().into_string().expect("UTF-8 file name"));
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let text = fs::read_to_string(dir.join(&name))?;
+        out.push((name, text));
+    }
+    Ok(out)
+}
+
+/// Polls the files of `dir` (which may be missing for a while) until a
+/// complete line satisfies `pred`.
+pub fn wait_dir_line(dir: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        for (_, text) in dir_files(dir).unwrap_or_default() {
+            // Only whole lines: a flush may be under way.
+            for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                let value = check_line(line.trim_end_matches('\n'));
+                if pred(&value) {
+                    return value;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {what} in {} after {DEADLINE:?}",
+            dir.display()
+        );
+        thread::sleep(POLL);
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// Microseconds since the Unix epoch of a line's `time` (already checked by
@@ -912,4 +1065,90 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// The helpers above judge the proxy, so they are checked too.
+mod self_check {
+    use super::*;
+    use std::panic::catch_unwind;
+
+    const OPEN: &str = r#"{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","event":"open","from":"127.0.0.1:54321","to":"example.com:80","listen_port":8080}"#;
+
+    #[test]
+    fn data_encoding_helpers_round_trip() {
+        let all: Vec<u8> = (0..=255).collect();
+        let parsed: String = serde_json::from_str(&format!("\"{}\"", encode_data(&all))).unwrap();
+        assert_eq!(percent_decode(&parsed), all);
+        assert_eq!(
+            encode_data(b"caf\xC3\xA9 100%\0\"\\\t"),
+            r#"caf%C3%A9 100%25%00\"\\\t"#
+        );
+        assert!(
+            catch_unwind(|| percent_decode("%0a")).is_err(),
+            "lower-case hex"
+        );
+        assert!(
+            catch_unwind(|| percent_decode("\u{1}")).is_err(),
+            "raw control byte"
+        );
+    }
+
+    #[test]
+    fn line_check_rejects_wrong_shapes() {
+        check_line(OPEN);
+        let swapped = OPEN.replace(
+            r#""from":"127.0.0.1:54321","to":"example.com:80""#,
+            r#""to":"example.com:80","from":"127.0.0.1:54321""#,
+        );
+        let short_time = OPEN.replace(".123456Z", ".123Z");
+        let local_time = OPEN.replace(".123456Z", ".123456+00:00");
+        let long_id = OPEN.replace("0tK3XaB9", "0tK3XaB9a");
+        let spaced = OPEN.replace(",\"from\"", ", \"from\"");
+        let quoted_port = OPEN.replace(":8080}", ":\"8080\"}");
+        let data = |d: &str| {
+            format!(
+                r#"{{"time":"2025-10-22T15:32:47.123456Z","ConnID":"0tK3XaB9","data":"{d}","from":"a:1","to":"b:2"}}"#
+            )
+        };
+        for bad in [
+            swapped,
+            short_time,
+            local_time,
+            long_id,
+            spaced,
+            quoted_port,
+            data(r"\u0001"),
+            data(r"\b"),
+        ] {
+            assert!(
+                catch_unwind(|| check_line(&bad)).is_err(),
+                "accepted: {bad}"
+            );
+        }
+        // An escaped backslash followed by `u` is data, not a \u escape.
+        check_line(&data(r"\\u0041"));
+    }
+
+    #[test]
+    fn proc_addresses_times_and_ids_decode() {
+        if cfg!(target_endian = "little") {
+            assert_eq!(proc_ip("0100007F"), IpAddr::V4(Ipv4Addr::LOCALHOST));
+            assert_eq!(
+                proc_ip("00000000000000000000000001000000"),
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            );
+        }
+        assert_eq!(
+            line_time_micros("1970-01-02T00:00:01.000002Z"),
+            86_401_000_002
+        );
+        assert_eq!(
+            line_time_micros("2000-03-01T00:00:00.000000Z"),
+            951_868_800_000_000
+        );
+        assert_eq!(day_of_year("2024-12-31T23:59:59.999999Z"), 366);
+        assert_eq!(day_of_year("2025-03-01T00:00:00.000000Z"), 60);
+        assert_eq!(base62_value("00000010"), 62);
+        assert_eq!(base62_value("zzzzzzzz"), BASE62_SPACE - 1);
+    }
 }

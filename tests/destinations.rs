@@ -1,0 +1,303 @@
+//! Log files in `@LOG_DIRECTORY` (SPEC §5): the directory (and its parents)
+//! is created, each run is framed by `start-logging` and `stop-logging`,
+//! nothing but traffic goes to stdout, files are appended across runs, a
+//! format with no specifier is one file, rotation by each line's own time,
+//! the other specifiers (`%j`, `%%`), nothing written before the flush
+//! interval, and a directory removed at run time is created again.
+
+use std::fs;
+use std::net::Shutdown;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{
+    DEADLINE, Proxy, TempDir, check_line, connect, data_between, day_of_year, dir_files, dir_lines,
+    echo_once, echo_roundtrip, echo_server, event, events, free_port, path_str, read_to_end, rule,
+    wait_dir_line, wait_listening,
+};
+
+/// `(file name, parsed line)` of every line in `dir`.
+fn dir_values(dir: &Path) -> Vec<(String, Value)> {
+    dir_lines(dir)
+        .into_iter()
+        .map(|(name, raw)| (name, check_line(&raw)))
+        .collect()
+}
+
+fn time_of(value: &Value) -> &str {
+    value["time"].as_str().unwrap()
+}
+
+#[test]
+fn directory_is_created_and_each_run_is_framed_by_start_and_stop() {
+    let tmp = TempDir::new("dir-created");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    // Relative and nested: the events must carry the directory as given.
+    let mut cmd = Proxy::command(["@logs/a/b".to_string(), rule(p, echo.port())]);
+    cmd.current_dir(tmp.path());
+    let mut proxy = Proxy::spawn(cmd);
+    wait_listening(p);
+    let dir = tmp.join("logs/a/b");
+    assert!(dir.is_dir(), "{} not created at start-up", dir.display());
+
+    let payload = b"to the files, not to stdout";
+    let client = echo_once(p, payload).to_string();
+    let stdout = proxy.stop();
+    assert!(
+        stdout.is_empty(),
+        "stdout with a log directory: {stdout:#?}"
+    );
+
+    let lines = dir_values(&dir);
+    for (name, value) in &lines {
+        let t = time_of(value);
+        let expected = format!(
+            "rawprox_{}-{}-{}-{}.ndjson",
+            &t[0..4],
+            &t[5..7],
+            &t[8..10],
+            &t[11..13]
+        );
+        assert_eq!(name, &expected, "file of a line at {t}");
+    }
+    let (_, first) = lines.first().expect("log lines");
+    assert_eq!(event(first), Some("start-logging"), "first line: {first}");
+    assert_eq!(first["directory"], "logs/a/b");
+    assert_eq!(first["filename_format"], "rawprox_%Y-%m-%d-%H.ndjson");
+    let (_, last) = lines.last().unwrap();
+    assert_eq!(event(last), Some("stop-logging"), "last line: {last}");
+    assert_eq!(last["directory"], "logs/a/b");
+
+    let values: Vec<Value> = lines.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(events(&values, "start-logging").len(), 1);
+    assert_eq!(events(&values, "stop-logging").len(), 1);
+    let opens = events(&values, "open");
+    assert_eq!(opens.len(), 1, "one open");
+    assert_eq!(opens[0]["from"], client.as_str());
+    assert_eq!(events(&values, "close").len(), 1, "one close");
+    let target = format!("127.0.0.1:{}", echo.port());
+    assert_eq!(data_between(&values, &client, &target), payload);
+    assert_eq!(data_between(&values, &target, &client), payload);
+}
+
+#[test]
+fn runs_append_to_one_file_when_the_format_has_no_specifier() {
+    let tmp = TempDir::new("append");
+    let echo = echo_server("127.0.0.1");
+    let dir = tmp.join("logs");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("capture.ndjson"), "pre-existing line\n").unwrap();
+    let dir_arg = format!("@{}", path_str(&dir));
+
+    let mut clients = Vec::new();
+    for run in 0..2 {
+        let p = free_port();
+        let mut proxy = Proxy::start([
+            "--filename-format",
+            "capture.ndjson",
+            &dir_arg,
+            &rule(p, echo.port()),
+        ]);
+        wait_listening(p);
+        clients.push(echo_once(p, format!("run {run}").as_bytes()).to_string());
+        proxy.stop();
+    }
+
+    let files = dir_files(&dir).unwrap();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["capture.ndjson"], "one file, named by the format");
+    let text = &files[0].1;
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("pre-existing line"), "file truncated");
+    let values: Vec<Value> = lines.map(check_line).collect();
+    let kinds: Vec<&str> = values.iter().filter_map(|v| event(v)).collect();
+    assert_eq!(
+        kinds,
+        [
+            "start-logging",
+            "open",
+            "close",
+            "stop-logging",
+            "start-logging",
+            "open",
+            "close",
+            "stop-logging"
+        ],
+        "both runs, each framed, in order"
+    );
+    let opens = events(&values, "open");
+    assert_eq!(opens[0]["from"], clients[0].as_str());
+    assert_eq!(opens[1]["from"], clients[1].as_str());
+    for v in events(&values, "start-logging") {
+        assert_eq!(v["filename_format"], "capture.ndjson");
+        assert_eq!(v["directory"], path_str(&dir).as_str());
+    }
+}
+
+#[test]
+fn files_rotate_by_each_lines_own_time() {
+    let tmp = TempDir::new("rotate");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let mut proxy = Proxy::start([
+        "--flush-millis",
+        "3000",
+        "--filename-format",
+        "rawprox_%Y%m%d-%H%M%S.ndjson",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, echo.port()),
+    ]);
+    wait_listening(p);
+
+    // Traffic spread over more than two seconds (paced, not synchronised on).
+    let mut stream = connect(p);
+    let client = stream.local_addr().unwrap().to_string();
+    let begin = Instant::now();
+    let mut sent = Vec::new();
+    let mut i = 0;
+    while begin.elapsed() < Duration::from_millis(2500) {
+        let tick = format!("tick {i}\n");
+        echo_roundtrip(&mut stream, tick.as_bytes());
+        sent.extend_from_slice(tick.as_bytes());
+        i += 1;
+        thread::sleep(Duration::from_millis(200));
+    }
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_end(&mut stream).is_empty());
+    proxy.stop();
+
+    let lines = dir_values(&dir);
+    let mut names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
+    names.dedup();
+    assert!(
+        names.len() >= 3,
+        "traffic over 2.5 s should span 3+ files: {names:?}"
+    );
+    for (name, value) in &lines {
+        let t = time_of(value);
+        let expected = format!(
+            "rawprox_{}{}{}-{}{}{}.ndjson",
+            &t[0..4],
+            &t[5..7],
+            &t[8..10],
+            &t[11..13],
+            &t[14..16],
+            &t[17..19]
+        );
+        assert_eq!(name, &expected, "file of the line at {t}: {value}");
+    }
+    assert_eq!(event(&lines[0].1), Some("start-logging"));
+    assert_eq!(event(&lines[lines.len() - 1].1), Some("stop-logging"));
+    let values: Vec<Value> = lines.into_iter().map(|(_, v)| v).collect();
+    let target = format!("127.0.0.1:{}", echo.port());
+    assert_eq!(
+        data_between(&values, &client, &target),
+        sent,
+        "all ticks logged once"
+    );
+}
+
+#[test]
+fn day_of_year_and_percent_specifiers_in_file_names() {
+    let tmp = TempDir::new("specifiers");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let mut proxy = Proxy::start([
+        "--filename-format",
+        "day%j-%%-%Y.log",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, echo.port()),
+    ]);
+    wait_listening(p);
+    echo_once(p, b"specifiers");
+    proxy.stop();
+
+    let lines = dir_values(&dir);
+    assert!(
+        lines.len() >= 5,
+        "start, open, data, close, stop: {lines:?}"
+    );
+    for (name, value) in &lines {
+        let t = time_of(value);
+        let expected = format!("day{:03}-%-{}.log", day_of_year(t), &t[0..4]);
+        assert_eq!(name, &expected, "file of the line at {t}");
+    }
+}
+
+#[test]
+fn nothing_is_written_before_the_flush_interval() {
+    let tmp = TempDir::new("flush-wait");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let mut proxy = Proxy::start([
+        "--flush-millis",
+        "10000",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, echo.port()),
+    ]);
+    wait_listening(p);
+    let client = echo_once(p, b"held back").to_string();
+
+    // Right after the round trip: the traffic lines wait for the next flush.
+    for (name, text) in dir_files(&dir).unwrap_or_default() {
+        assert!(
+            !text.contains("\"ConnID\""),
+            "{name} has traffic lines long before the 10 s flush: {text}"
+        );
+    }
+
+    proxy.stop();
+    let values: Vec<Value> = dir_values(&dir).into_iter().map(|(_, v)| v).collect();
+    let opens = events(&values, "open");
+    assert_eq!(opens.len(), 1, "the open written at shutdown");
+    assert_eq!(opens[0]["from"], client.as_str());
+    assert!(
+        values.iter().any(|v| v.get("data").is_some()),
+        "data lines written at shutdown"
+    );
+}
+
+#[test]
+fn a_removed_directory_is_created_again() {
+    let tmp = TempDir::new("recreate");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs/nested");
+    let mut proxy = Proxy::start([
+        "--flush-millis",
+        "100",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, echo.port()),
+    ]);
+    wait_listening(p);
+
+    let first = echo_once(p, b"before removal").to_string();
+    wait_dir_line(&dir, "the first open", |v| {
+        v["event"] == "open" && v["from"] == first.as_str()
+    });
+
+    // Remove the whole tree (retrying if a flush recreates part of it meanwhile).
+    let deadline = Instant::now() + DEADLINE;
+    while let Err(e) = fs::remove_dir_all(tmp.join("logs")) {
+        assert!(
+            Instant::now() < deadline,
+            "cannot remove the log directory: {e}"
+        );
+    }
+
+    let second = echo_once(p, b"after removal").to_string();
+    wait_dir_line(&dir, "the second open", |v| {
+        v["event"] == "open" && v["from"] == second.as_str()
+    });
+    proxy.stop();
+    let lines = dir_values(&dir);
+    let (_, last) = lines.last().expect("lines after re-creation");
+    assert_eq!(event(last), Some("stop-logging"), "last line: {last}");
+}
