@@ -65,7 +65,7 @@ pub struct EventLoop {
     /// Pairs still resolving or connecting, oldest first: (deadline, key, serial).
     connect_deadlines: VecDeque<(Instant, usize, u64)>,
     accepts_paused_until: Option<Instant>,
-    /// An accept error was printed and no accept has worked since.
+    /// An accept error was printed and no listener has drained since.
     accept_error_reported: bool,
     /// Slots closed during this batch, freed after it.
     to_free: Vec<usize>,
@@ -349,7 +349,11 @@ impl EventLoop {
             };
             let (stream, addr) = match listener.accept() {
                 Accept::Connection(stream, addr) => (stream, addr),
-                Accept::Drained => return,
+                Accept::Drained => {
+                    // A listener drained without error: the episode is over.
+                    self.accept_error_reported = false;
+                    return;
+                }
                 Accept::Retry => continue,
                 Accept::Exhausted(e) => {
                     let port = listener.rule.local_port;
@@ -357,7 +361,6 @@ impl EventLoop {
                     return;
                 }
             };
-            self.accept_error_reported = false;
             let listen_port = listener.rule.local_port;
             let target_name = Rc::clone(&listener.target_name);
             let literal = listener.target_literal;

@@ -11,4 +11,5 @@ mod cli;
 mod destinations;
 mod forwarding;
 mod logging;
+mod mcp;
 mod shutdown;

@@ -28,8 +28,12 @@ impl Response {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -41,7 +45,10 @@ struct Http {
 
 impl Http {
     fn connect(port: u16) -> Http {
-        Http { stream: connect(port), buf: Vec::new() }
+        Http {
+            stream: connect(port),
+            buf: Vec::new(),
+        }
     }
 
     fn send(&mut self, raw: &[u8]) -> Response {
@@ -54,12 +61,19 @@ impl Http {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut parsed = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head) = parsed.parse(&self.buf).expect("valid HTTP response") {
+            if let httparse::Status::Complete(head) =
+                parsed.parse(&self.buf).expect("valid HTTP response")
+            {
                 let status = parsed.code.expect("status");
                 let headers: Vec<(String, String)> = parsed
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 let len: usize = headers
                     .iter()
@@ -69,7 +83,11 @@ impl Http {
                 if self.buf.len() >= head + len {
                     let body = self.buf[head..head + len].to_vec();
                     self.buf.drain(..head + len);
-                    return Some(Response { status, headers, body });
+                    return Some(Response {
+                        status,
+                        headers,
+                        body,
+                    });
                 }
             }
             let mut chunk = [0u8; 8192];
@@ -91,9 +109,15 @@ impl Http {
 
     /// A JSON-RPC request; the 200 response's body.
     fn rpc(&mut self, method: &str, params: Value) -> Value {
-        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
+        let body =
+            json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
         let response = self.post(&body);
-        assert_eq!(response.status, 200, "{method}: {:?}", String::from_utf8_lossy(&response.body));
+        assert_eq!(
+            response.status,
+            200,
+            "{method}: {:?}",
+            String::from_utf8_lossy(&response.body)
+        );
         assert_eq!(response.header("Content-Type"), Some("application/json"));
         let value = response.json();
         assert_eq!(value["id"], 7);
@@ -104,15 +128,29 @@ impl Http {
     /// A tool call that must succeed; its text.
     fn call(&mut self, tool: &str, args: Value) -> String {
         let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
-        assert!(value.get("error").is_none(), "{tool} {args} failed: {value}");
-        value["result"]["content"][0]["text"].as_str().expect("text content").to_owned()
+        assert!(
+            value.get("error").is_none(),
+            "{tool} {args} failed: {value}"
+        );
+        value["result"]["content"][0]["text"]
+            .as_str()
+            .expect("text content")
+            .to_owned()
     }
 
     /// A tool call that must fail; (code, message).
     fn call_err(&mut self, tool: &str, args: Value) -> (i64, String) {
         let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
-        let code = value["error"]["code"].as_i64().unwrap_or_else(|| panic!("{tool} {args} did not fail: {value}"));
-        (code, value["error"]["message"].as_str().expect("message").to_owned())
+        let code = value["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{tool} {args} did not fail: {value}"));
+        (
+            code,
+            value["error"]["message"]
+                .as_str()
+                .expect("message")
+                .to_owned(),
+        )
     }
 }
 
@@ -145,8 +183,13 @@ fn rule_args(local_port: u16, target_port: u16) -> Value {
 #[test]
 fn mcp_port_alone_runs_quietly_on_loopback() {
     let (mut proxy, port) = start_mcp(&[]);
-    assert_eq!(wait_listening(port), vec![std::net::IpAddr::from([127, 0, 0, 1])]);
-    let started = proxy.wait_line("start-logging for stdout", |v| v["event"] == "start-logging");
+    assert_eq!(
+        wait_listening(port),
+        vec![std::net::IpAddr::from([127, 0, 0, 1])]
+    );
+    let started = proxy.wait_line("start-logging for stdout", |v| {
+        v["event"] == "start-logging"
+    });
     assert_eq!(started["directory"], Value::Null);
     assert!(started.get("filename_format").is_none());
     let lines = parse_lines(&proxy.stop());
@@ -169,7 +212,11 @@ fn initialize_negotiates_versions_on_one_keep_alive_connection() {
             "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name":"test","version":"1"}}});
         let response = http.post(&body.to_string());
         assert_eq!(response.status, 200);
-        assert!(response.header("Mcp-Session-Id").is_some_and(|s| !s.is_empty()));
+        assert!(
+            response
+                .header("Mcp-Session-Id")
+                .is_some_and(|s| !s.is_empty())
+        );
         let result = &response.json()["result"];
         assert_eq!(result["protocolVersion"], want, "asked {asked}");
         assert_eq!(result["capabilities"], json!({"tools": {}}));
@@ -180,15 +227,30 @@ fn initialize_negotiates_versions_on_one_keep_alive_connection() {
     let tools = http.rpc("tools/list", json!({}));
     let tools = tools["result"]["tools"].as_array().expect("tools");
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["start-logging", "stop-logging", "add-port-rule", "remove-port-rule", "shutdown"]);
+    assert_eq!(
+        names,
+        [
+            "start-logging",
+            "stop-logging",
+            "add-port-rule",
+            "remove-port-rule",
+            "shutdown"
+        ]
+    );
     for tool in tools {
         let schema = &tool["inputSchema"];
         assert_eq!(schema["type"], "object", "{tool}");
-        assert!(schema["properties"].is_object() && schema["required"].is_array(), "{tool}");
+        assert!(
+            schema["properties"].is_object() && schema["required"].is_array(),
+            "{tool}"
+        );
         assert!(tool["description"].as_str().is_some_and(|d| !d.is_empty()));
     }
     let add = &tools[2]["inputSchema"];
-    assert_eq!(add["required"], json!(["local_port", "target_host", "target_port"]));
+    assert_eq!(
+        add["required"],
+        json!(["local_port", "target_host", "target_port"])
+    );
     assert_eq!(tools[3]["inputSchema"]["required"], json!(["local_port"]));
     assert_eq!(tools[4]["inputSchema"]["properties"], json!({}));
 
@@ -211,17 +273,40 @@ fn errors_are_json_rpc_errors_and_http_statuses() {
     assert_eq!(parse.json()["error"]["code"], -32700);
     let invalid = http.post(r#"{"id":1,"method":"tools/list"}"#);
     assert_eq!(invalid.json()["error"]["code"], -32600);
-    assert_eq!(http.rpc("no/such/method", json!({}))["error"]["code"], -32601);
+    assert_eq!(
+        http.rpc("no/such/method", json!({}))["error"]["code"],
+        -32601
+    );
     let (code, message) = http.call_err("no-such-tool", json!({}));
     assert_eq!(code, -32601);
     assert!(message.contains("no-such-tool"), "{message}");
     for (tool, args, want) in [
-        ("add-port-rule", json!({"local_port": 1, "target_port": 2}), "target_host"),
-        ("add-port-rule", json!({"local_port": 0, "target_host": "h", "target_port": 2}), "local_port"),
-        ("add-port-rule", json!({"local_port": "x", "target_host": "h", "target_port": 2}), "local_port"),
-        ("remove-port-rule", json!({"local_port": 9}), "No port rule on port 9"),
+        (
+            "add-port-rule",
+            json!({"local_port": 1, "target_port": 2}),
+            "target_host",
+        ),
+        (
+            "add-port-rule",
+            json!({"local_port": 0, "target_host": "h", "target_port": 2}),
+            "local_port",
+        ),
+        (
+            "add-port-rule",
+            json!({"local_port": "x", "target_host": "h", "target_port": 2}),
+            "local_port",
+        ),
+        (
+            "remove-port-rule",
+            json!({"local_port": 9}),
+            "No port rule on port 9",
+        ),
         ("start-logging", json!({"directory": 5}), "directory"),
-        ("stop-logging", json!({"directory": "/never/started"}), "/never/started"),
+        (
+            "stop-logging",
+            json!({"directory": "/never/started"}),
+            "/never/started",
+        ),
     ] {
         let (code, message) = http.call_err(tool, args.clone());
         assert_eq!(code, -32602, "{tool} {args}");
@@ -230,18 +315,34 @@ fn errors_are_json_rpc_errors_and_http_statuses() {
     // A curl-style form content type is fine.
     let raw = "POST /mcp HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
     assert_eq!(http.send(raw.as_bytes()).status, 200);
-    let foreign = http.send(b"POST /mcp HTTP/1.1\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}");
+    let foreign = http
+        .send(b"POST /mcp HTTP/1.1\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}");
     assert_eq!(foreign.status, 403);
     let local = "POST /mcp HTTP/1.1\r\nOrigin: http://localhost:5173\r\nContent-Length: 40\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
     assert_eq!(http.send(local.as_bytes()).status, 200);
-    assert_eq!(http.send(b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n").status, 404);
+    assert_eq!(
+        http.send(b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .status,
+        404
+    );
 
     let mut big = Http::connect(port);
-    let too_big = big.send(format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1024 * 1024 + 1).as_bytes());
+    let too_big = big.send(
+        format!(
+            "POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            1024 * 1024 + 1
+        )
+        .as_bytes(),
+    );
     assert_eq!(too_big.status, 413);
     assert!(big.read_response().is_none(), "closed after 413");
     let mut garbage = Http::connect(port);
-    assert_eq!(garbage.send(b"\x16\x03\x01 definitely not HTTP\r\n\r\n").status, 400);
+    assert_eq!(
+        garbage
+            .send(b"\x16\x03\x01 definitely not HTTP\r\n\r\n")
+            .status,
+        400
+    );
     assert!(garbage.read_response().is_none(), "closed after 400");
     // The first connection is still served.
     assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
@@ -254,13 +355,19 @@ fn rules_are_added_and_removed_at_run_time() {
     let mut http = Http::connect(port);
     let local = free_port();
     let text = http.call("add-port-rule", rule_args(local, target.port()));
-    assert_eq!(text, format!("Port rule added: {local} -> 127.0.0.1:{}", target.port()));
+    assert_eq!(
+        text,
+        format!("Port rule added: {local} -> 127.0.0.1:{}", target.port())
+    );
     let client = echo_once(local, b"through a rule added at run time");
     let open = proxy.wait_open(client);
     assert_eq!(open["listen_port"], local);
 
     let (code, message) = http.call_err("add-port-rule", rule_args(local, target.port()));
-    assert_eq!((code, message), (-32602, format!("Port {local} is already in use")));
+    assert_eq!(
+        (code, message),
+        (-32602, format!("Port {local} is already in use"))
+    );
     let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
     let taken_port = taken.local_addr().unwrap().port();
     let (_, message) = http.call_err("add-port-rule", rule_args(taken_port, target.port()));
@@ -277,7 +384,10 @@ fn rules_are_added_and_removed_at_run_time() {
         v["event"] == "close" && (v["from"] == client.as_str() || v["to"] == client.as_str())
     });
     assert_eq!(close["from"], client.as_str());
-    assert!(TcpStream::connect(("127.0.0.1", local)).is_err(), "nothing listens after removal");
+    assert!(
+        TcpStream::connect(("127.0.0.1", local)).is_err(),
+        "nothing listens after removal"
+    );
     let (_, message) = http.call_err("remove-port-rule", json!({"local_port": local}));
     assert_eq!(message, format!("No port rule on port {local}"));
 
@@ -294,23 +404,32 @@ fn destinations_start_and_stop_at_run_time() {
     let (a, b) = (path_str(&dir_a.join("logs")), path_str(&dir_b.join("logs")));
     let (mut proxy, port) = start_mcp(&[&format!("@{a}"), "--flush-millis", "50"]);
     // No rule yet: the directory starts at once.
-    let first = wait_dir_line(Path::new(&a), "the start-logging of A", |v| v["event"] == "start-logging");
+    let first = wait_dir_line(Path::new(&a), "the start-logging of A", |v| {
+        v["event"] == "start-logging"
+    });
     assert_eq!(first["directory"], a.as_str());
 
     let mut http = Http::connect(port);
-    let text = http.call("start-logging", json!({"directory": b, "filename_format": "b-%Y%m%d.ndjson"}));
+    let text = http.call(
+        "start-logging",
+        json!({"directory": b, "filename_format": "b-%Y%m%d.ndjson"}),
+    );
     assert!(text.contains(&b), "{text}");
     let local = free_port();
     http.call("add-port-rule", rule_args(local, target.port()));
     let both = rng_payload(1, 40_000);
     let client_both = echo_once(local, &both).to_string();
-    wait_dir_line(Path::new(&b), "the close in B", |v| v["event"] == "close" && v["from"] == client_both.as_str());
+    wait_dir_line(Path::new(&b), "the close in B", |v| {
+        v["event"] == "close" && v["from"] == client_both.as_str()
+    });
 
     let stopped = http.call("stop-logging", json!({"directory": a}));
     assert!(stopped.contains(&a), "{stopped}");
     let only_b = rng_payload(2, 10_000);
     let client_b = echo_once(local, &only_b).to_string();
-    wait_dir_line(Path::new(&b), "the close of the second", |v| v["event"] == "close" && v["from"] == client_b.as_str());
+    wait_dir_line(Path::new(&b), "the close of the second", |v| {
+        v["event"] == "close" && v["from"] == client_b.as_str()
+    });
     http.call("start-logging", json!({"directory": null}));
     let all = http.call("stop-logging", json!({}));
     assert!(all.contains("stdout") && all.contains(&b), "{all}");
@@ -321,25 +440,43 @@ fn destinations_start_and_stop_at_run_time() {
     assert_eq!(lines_a.first().unwrap()["event"], "start-logging");
     assert_eq!(lines_a.last().unwrap()["event"], "stop-logging");
     assert_eq!(lines_b.first().unwrap()["event"], "start-logging");
-    assert_eq!(lines_b.first().unwrap()["filename_format"], "b-%Y%m%d.ndjson");
+    assert_eq!(
+        lines_b.first().unwrap()["filename_format"],
+        "b-%Y%m%d.ndjson"
+    );
     assert_eq!(lines_b.last().unwrap()["event"], "stop-logging");
     // The shared connection is in both, byte-exact; the second only in B.
     for lines in [&lines_a, &lines_b] {
-        assert_eq!(data_between(lines, &client_both, &format!("127.0.0.1:{}", target.port())), both);
+        assert_eq!(
+            data_between(lines, &client_both, &format!("127.0.0.1:{}", target.port())),
+            both
+        );
     }
     assert!(!lines_a.iter().any(|v| v["from"] == client_b.as_str()));
-    assert_eq!(data_between(&lines_b, &client_b, &format!("127.0.0.1:{}", target.port())), only_b);
+    assert_eq!(
+        data_between(&lines_b, &client_b, &format!("127.0.0.1:{}", target.port())),
+        only_b
+    );
     // Every traffic line of A is also in B, the same text: encoded once, shared.
     let traffic = |lines: &[Value]| -> Vec<String> {
-        lines.iter().filter(|v| v.get("ConnID").is_some()).map(Value::to_string).collect()
+        lines
+            .iter()
+            .filter(|v| v.get("ConnID").is_some())
+            .map(Value::to_string)
+            .collect()
     };
     let (ta, tb) = (traffic(&lines_a), traffic(&lines_b));
     assert_eq!(tb[..ta.len()], ta[..]);
     // stdout carried the control events, in order.
     let control: Vec<(String, Value)> = lines
         .iter()
-        .filter(|v| v.get("ConnID").is_none())
-        .map(|v| (v["event"].as_str().unwrap().to_owned(), v["directory"].clone()))
+        .filter(|v| v.get("ConnID").is_none() && v["event"] != "mcp-ready")
+        .map(|v| {
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                v["directory"].clone(),
+            )
+        })
         .collect();
     let want = [
         ("start-logging", json!(a)),
@@ -375,7 +512,10 @@ fn shutdown_tool_shuts_down_like_sigint() {
     let close = events(&lines, "close");
     assert_eq!(close.len(), 1);
     assert_eq!(close[0]["from"], client.as_str());
-    assert_eq!(data_between(&lines, &client, &format!("127.0.0.1:{}", target.port())), b"open at shutdown");
+    assert_eq!(
+        data_between(&lines, &client, &format!("127.0.0.1:{}", target.port())),
+        b"open at shutdown"
+    );
 }
 
 #[test]
@@ -396,14 +536,26 @@ fn idle_and_slow_connections_are_closed_after_30_seconds() {
         }
     });
     for (stream, what) in [(&mut idle, "idle"), (&mut slow, "slow")] {
-        stream.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(45)))
+            .unwrap();
         let mut got = Vec::new();
         let _ = stream.read_to_end(&mut got);
         let elapsed = started.elapsed();
-        assert!(elapsed >= Duration::from_secs(29), "{what} closed after {elapsed:?}");
-        assert!(elapsed < Duration::from_secs(45), "{what} still open after {elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_secs(29),
+            "{what} closed after {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(45),
+            "{what} still open after {elapsed:?}"
+        );
         if what == "slow" {
-            assert!(got.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&got));
+            assert!(
+                got.starts_with(b"HTTP/1.1 408"),
+                "{:?}",
+                String::from_utf8_lossy(&got)
+            );
         } else {
             assert!(got.is_empty());
         }
@@ -456,7 +608,10 @@ fn bad_requests_never_disturb_the_traffic() {
     assert_bytes_eq(&got, &payload, "traffic during the abuse");
     assert!(read_to_end(&mut stream).is_empty());
     // The server still answers.
-    assert_eq!(Http::connect(port).rpc("ping", json!({}))["result"], json!({}));
+    assert_eq!(
+        Http::connect(port).rpc("ping", json!({}))["result"],
+        json!({})
+    );
 }
 
 /// The MCP Python SDK's streamable HTTP client and ClientSession drive a
