@@ -3,7 +3,8 @@
 //! nothing but traffic goes to stdout, files are appended across runs, a
 //! format with no specifier is one file, rotation by each line's own time,
 //! the other specifiers (`%j`, `%%`), nothing written before the flush
-//! interval, and a directory removed at run time is created again.
+//! interval, a directory removed at run time is created again, and a write
+//! failure ends the run with one `Error:` line and exit 1.
 
 use std::fs;
 use std::net::Shutdown;
@@ -300,4 +301,39 @@ fn a_removed_directory_is_created_again() {
     let lines = dir_values(&dir);
     let (_, last) = lines.last().expect("lines after re-creation");
     assert_eq!(event(last), Some("stop-logging"), "last line: {last}");
+}
+
+#[test]
+fn a_write_failure_is_reported_and_ends_the_run_with_exit_1() {
+    let tmp = TempDir::new("write-failure");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let shown = path_str(&dir);
+    let mut proxy = Proxy::start([
+        "--flush-millis",
+        "100",
+        &format!("@{shown}"),
+        &rule(p, echo.port()),
+    ]);
+    wait_listening(p);
+    let first = echo_once(p, b"before the failure").to_string();
+    wait_dir_line(&dir, "the first open", |v| {
+        v["event"] == "open" && v["from"] == first.as_str()
+    });
+
+    // Running as root, permissions do not stop a write: put a regular file
+    // where the directory was, so neither the file nor the directory can be made.
+    fs::remove_dir_all(&dir).unwrap();
+    fs::write(&dir, b"not a directory").unwrap();
+    echo_once(p, b"after the failure");
+
+    let status = proxy.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(1), "stderr: {}", proxy.stderr_text());
+    let stderr = proxy.stderr_text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    assert!(lines[0].starts_with("Error: "), "{stderr}");
+    assert!(lines[0].contains(&shown), "names the destination: {stderr}");
+    assert!(proxy.all_lines().is_empty(), "nothing on stdout");
 }
