@@ -65,6 +65,20 @@ pub struct Config {
     pub mcp_port: Option<u16>,
 }
 
+/// `Error: {message}` as one line: control characters the user typed (a
+/// newline inside an argument, say) are shown escaped.
+pub fn error_line(message: &str) -> String {
+    let mut line = String::from("Error: ");
+    for c in message.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = pico_args::Arguments::from_vec(args);
@@ -222,6 +236,14 @@ mod tests {
             (c.mcp_port, c.log_dir.as_deref()),
             (Some(9999), Some("logs"))
         );
+    }
+
+    #[test]
+    fn error_lines_are_one_line() {
+        let err = parse_strs(&["1:a\nb:2"]).unwrap_err();
+        assert_eq!(error_line(&err).lines().count(), 1);
+        assert!(error_line(&err).contains("a\\nb"), "{}", error_line(&err));
+        assert_eq!(error_line("Port 1 is already in use"), "Error: Port 1 is already in use");
     }
 
     #[test]

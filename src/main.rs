@@ -21,14 +21,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         Err(message) => {
-            eprintln!("Error: {message}");
+            eprintln!("{}", cli::error_line(&message));
             return ExitCode::FAILURE;
         }
     };
     match rawprox::run(config) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("{}", cli::error_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }

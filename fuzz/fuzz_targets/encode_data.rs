@@ -1,0 +1,30 @@
+//! The `data` encoding (SPEC §4): the output is a valid JSON string body
+//! with no `\u` escape, and JSON-decoding then percent-decoding it gives
+//! the input back.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rawprox::encode::{percent_decode, push_data};
+
+/// The character after each escaping backslash.
+fn escapes(text: &str) -> impl Iterator<Item = u8> + '_ {
+    let mut bytes = text.bytes();
+    std::iter::from_fn(move || {
+        loop {
+            match bytes.next()? {
+                b'\\' => return bytes.next(),
+                _ => continue,
+            }
+        }
+    })
+}
+
+fuzz_target!(|input: &[u8]| {
+    let mut out = Vec::new();
+    push_data(&mut out, input);
+    assert!(out.iter().all(|b| (0x20..0x7F).contains(b)), "output is printable ASCII");
+    let text = std::str::from_utf8(&out).expect("ASCII is UTF-8");
+    assert!(escapes(text).all(|e| matches!(e, b'"' | b'\\' | b't' | b'n' | b'r')), "only JSON's short escapes, never \\u");
+    let decoded: String = serde_json::from_str(&format!("\"{text}\"")).expect("a valid JSON string body");
+    assert_eq!(percent_decode(&decoded).expect("well-formed percent escapes"), input);
+});
