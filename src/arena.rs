@@ -131,17 +131,30 @@ impl Arena {
 #[derive(Debug)]
 pub struct Logger {
     pub arena: Arena,
+    /// `--max-buffer-mb` in bytes: the arena plus the one being written
+    /// may hold this much before reading from sockets pauses.
+    cap: Option<usize>,
+    /// Bytes handed to the writer and not yet written.
+    pub in_flight: usize,
     clock: LineClock,
     ids: ConnIdSeq,
 }
 
 impl Logger {
-    pub fn new(first_id_micros: u64) -> Self {
+    pub fn new(first_id_micros: u64, cap: Option<usize>) -> Self {
         Logger {
             arena: Arena::default(),
+            cap,
+            in_flight: 0,
             clock: LineClock::default(),
             ids: ConnIdSeq::starting_at(first_id_micros),
         }
+    }
+
+    /// False when the buffered log lines have reached `--max-buffer-mb`.
+    pub fn has_room(&self) -> bool {
+        self.cap
+            .is_none_or(|cap| self.arena.len() + self.in_flight < cap)
     }
 
     /// Logs an `open` and returns the connection's new ConnID.
@@ -228,7 +241,7 @@ mod tests {
 
     #[test]
     fn ids_are_consecutive_across_opens() {
-        let mut log = Logger::new(0);
+        let mut log = Logger::new(0, None);
         let a = log.open(5, "1.2.3.4:5", "h:1", 80);
         let b = log.open(6, "1.2.3.4:6", "h:1", 81);
         assert_eq!((a.as_str(), b.as_str()), ("00000000", "00000001"));

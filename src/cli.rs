@@ -10,12 +10,14 @@ use std::ffi::OsString;
 pub const DEFAULT_FLUSH_MILLIS: u64 = 2000;
 /// Longest accepted `--flush-millis`: one day.
 pub const MAX_FLUSH_MILLIS: u64 = 86_400_000;
+/// Largest accepted `--max-buffer-mb`: 1 TiB.
+pub const MAX_BUFFER_MB: u64 = 1024 * 1024;
 
 pub const HELP: &str = "\
 rawprox - a transparent TCP proxy that logs every byte as NDJSON
 
 Usage:
-  rawprox.exe [--mcp-port PORT] [--flush-millis MS] [--filename-format FORMAT] [PORT_RULE...] [@LOG_DIRECTORY]
+  rawprox.exe [--mcp-port PORT] [--flush-millis MS] [--max-buffer-mb N] [--filename-format FORMAT] [PORT_RULE...] [@LOG_DIRECTORY]
 
 Arguments (in any order):
   PORT_RULE                 [BIND_ADDRESS:]LOCAL_PORT:TARGET_HOST:TARGET_PORT
@@ -26,6 +28,8 @@ Arguments (in any order):
   --mcp-port PORT           Also run the MCP control server on 127.0.0.1:PORT (0: any free port).
   --flush-millis MS         Minimum interval between log writes, default 2000; 0 writes at once.
                             Also --flush-millis=MS and --flush-interval-ms=MS.
+  --max-buffer-mb N         Cap buffered log lines at N MiB: past it, rawprox stops reading
+                            from sockets until the log is written (default: no cap).
   --filename-format FORMAT  Log file name pattern (strftime subset %Y %m %d %H %M %S %j %%),
                             default rawprox_%Y-%m-%d-%H.ndjson (hourly). Needs @LOG_DIRECTORY.
   -h, --help                Print this help.
@@ -63,6 +67,8 @@ pub struct Config {
     pub flush_millis: u64,
     /// `--mcp-port`: run the MCP control server on 127.0.0.1 (0: any port).
     pub mcp_port: Option<u16>,
+    /// `--max-buffer-mb`: cap on buffered log lines; past it, reading pauses.
+    pub max_buffer_mb: Option<u64>,
 }
 
 /// `Error: {message}` as one line: control characters the user typed (a
@@ -97,6 +103,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                 .map_err(|_| format!("'{text}' is not a port number (0-65535)"))
         })
         .map_err(|e| option_error(e, "--mcp-port"))?;
+    let max_buffer_mb: Option<u64> = args
+        .opt_value_from_fn("--max-buffer-mb", |text: &str| match text.parse::<u64>() {
+            Ok(mb @ 1..=MAX_BUFFER_MB) => Ok(mb),
+            _ => Err(format!(
+                "'{text}' is not a number of MiB (1-{MAX_BUFFER_MB})"
+            )),
+        })
+        .map_err(|e| option_error(e, "--max-buffer-mb"))?;
     let filename_format: Option<String> = args
         .opt_value_from_str("--filename-format")
         .map_err(|e| option_error(e, "--filename-format"))?;
@@ -155,6 +169,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         filename_format,
         flush_millis,
         mcp_port,
+        max_buffer_mb,
     }))
 }
 
@@ -229,6 +244,11 @@ mod tests {
         assert_eq!(c.filename_format.source(), DEFAULT_FILENAME_FORMAT);
         assert_eq!(config(&["1:a:2", "--flush-millis", "0"]).flush_millis, 0);
         assert_eq!(config(&["1:a:2", "--flush-interval-ms=7"]).flush_millis, 7);
+        assert_eq!(
+            config(&["1:a:2", "--max-buffer-mb=16"]).max_buffer_mb,
+            Some(16)
+        );
+        assert_eq!(config(&["1:a:2"]).max_buffer_mb, None);
         let c = config(&["--mcp-port", "0"]);
         assert_eq!((c.mcp_port, c.rules.len()), (Some(0), 0));
         let c = config(&["--mcp-port=9999", "@logs"]);
@@ -243,7 +263,10 @@ mod tests {
         let err = parse_strs(&["1:a\nb:2"]).unwrap_err();
         assert_eq!(error_line(&err).lines().count(), 1);
         assert!(error_line(&err).contains("a\\nb"), "{}", error_line(&err));
-        assert_eq!(error_line("Port 1 is already in use"), "Error: Port 1 is already in use");
+        assert_eq!(
+            error_line("Port 1 is already in use"),
+            "Error: Port 1 is already in use"
+        );
     }
 
     #[test]
@@ -265,6 +288,8 @@ mod tests {
             (&["1:a"], "'1:a'"),
             (&["1:a:2", "@"], "'@'"),
             (&["--mcp-port"], "--mcp-port needs a value"),
+            (&["1:a:2", "--max-buffer-mb", "0"], "'0'"),
+            (&["1:a:2", "--max-buffer-mb", "x"], "'x'"),
             (&["--mcp-port", "65536"], "'65536'"),
             (&["--mcp-port", "-1"], "'-1'"),
             (

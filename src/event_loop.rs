@@ -80,6 +80,8 @@ pub struct EventLoop {
     destinations: Vec<Destination>,
     /// Write the arena as soon as the writer is free (control events).
     flush_now: bool,
+    /// Pairs that stopped reading because the log was full: (key, serial).
+    throttled: Vec<(usize, u64)>,
     /// Keys of the MCP connections, for their idle deadlines.
     mcp_conns: Vec<usize>,
 }
@@ -92,6 +94,7 @@ impl EventLoop {
         mcp_listener: Option<TcpListener>,
         destination: Destination,
         flush_millis: u64,
+        max_buffer_bytes: Option<usize>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -141,7 +144,7 @@ impl EventLoop {
         let mut event_loop = EventLoop {
             poll,
             slab,
-            logger: Logger::new(now_micros()),
+            logger: Logger::new(now_micros(), max_buffer_bytes),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             resolver: Resolver::new(wake),
             writer,
@@ -161,6 +164,7 @@ impl EventLoop {
             console: mcp_port.is_some(),
             destinations: Vec::new(),
             flush_now: false,
+            throttled: Vec::new(),
             mcp_conns: Vec::new(),
         };
         if let Some(port) = mcp_port {
@@ -281,8 +285,11 @@ impl EventLoop {
 
     /// When the pending lines may be written: one interval after the first
     /// of them, and one interval after the previous write started (SPEC §5).
+    /// A full log (`--max-buffer-mb`) is written as soon as the writer is
+    /// free, interval or not: otherwise the cap would throttle traffic to one
+    /// cap's worth per interval.
     fn flush_due(&self, now: Instant) -> Instant {
-        if self.flush_now {
+        if self.flush_now || !self.logger.has_room() {
             return now;
         }
         let since = self.pending_since.unwrap_or(now) + self.flush_interval;
@@ -304,15 +311,8 @@ impl EventLoop {
             // While accepts are paused, the resume deadline accepts instead.
             Some(Slot::Listener(_)) if self.accepts_paused_until.is_none() => self.accept_all(key),
             Some(Slot::Listener(_)) => {}
-            Some(Slot::Pair(pair)) => {
-                let mut ctx = Ctx {
-                    registry: self.poll.registry(),
-                    log: &mut self.logger,
-                    scratch: &mut self.scratch,
-                };
-                if pair.on_event(key, side, event, &mut ctx) == Status::Closed {
-                    self.to_free.push(key);
-                }
+            Some(Slot::Pair(_)) => {
+                self.with_pair(key, |pair, ctx| pair.on_event(key, side, event, ctx))
             }
             Some(Slot::McpListener(_)) if self.accepts_paused_until.is_none() => {
                 self.accept_mcp(key)
@@ -410,7 +410,7 @@ impl EventLoop {
     }
 
     /// Runs `f` on the pair at `key` with a handler context; queues the slot
-    /// for freeing if it closed.
+    /// for freeing if it closed, or for resuming if the log was full.
     fn with_pair(&mut self, key: usize, f: impl FnOnce(&mut Pair, &mut Ctx) -> Status) {
         let Some(Slot::Pair(pair)) = self.slab.get_mut(key) else {
             return;
@@ -420,8 +420,23 @@ impl EventLoop {
             log: &mut self.logger,
             scratch: &mut self.scratch,
         };
-        if f(pair, &mut ctx) == Status::Closed {
-            self.to_free.push(key);
+        match f(pair, &mut ctx) {
+            Status::Alive => {}
+            Status::Closed => self.to_free.push(key),
+            Status::Throttled => self.throttled.push((key, pair.serial)),
+        }
+    }
+
+    /// The writer caught up: pairs that stopped reading for a full log
+    /// read again, while there is room.
+    fn resume_throttled(&mut self) {
+        while self.logger.has_room() {
+            let Some((key, serial)) = self.throttled.pop() else {
+                return;
+            };
+            if matches!(self.slab.get(key), Some(Slot::Pair(p)) if p.serial == serial) {
+                self.with_pair(key, |pair, ctx| pair.resume(ctx));
+            }
         }
     }
 
@@ -457,7 +472,9 @@ impl EventLoop {
         match report {
             FromWriter::Written(arena) => {
                 self.writer_busy = false;
+                self.logger.in_flight = 0;
                 self.spare = Some(arena);
+                self.resume_throttled();
             }
             FromWriter::Failed { destination, error } => {
                 let message = format!("cannot write to {}: {error}", destination.describe());
@@ -501,6 +518,7 @@ impl EventLoop {
     fn flush(&mut self, now: Instant) {
         let fresh = self.spare.take().unwrap_or_default();
         let full = std::mem::replace(&mut self.logger.arena, fresh);
+        self.logger.in_flight = full.len();
         self.writer.send(full);
         self.writer_busy = true;
         self.last_write_start = Some(now);

@@ -58,8 +58,17 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
         .collect::<Result<Vec<_>, String>>()
         .map_err(Error)?;
     let mcp_listener = config.mcp_port.map(bind_mcp).transpose()?;
-    let event_loop = EventLoop::new(listeners, mcp_listener, destination, config.flush_millis)
-        .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
+    let max_buffer_bytes = config
+        .max_buffer_mb
+        .map(|mb| (mb as usize).saturating_mul(1024 * 1024));
+    let event_loop = EventLoop::new(
+        listeners,
+        mcp_listener,
+        destination,
+        config.flush_millis,
+        max_buffer_bytes,
+    )
+    .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
     match event_loop.run() {
         Stop::Clean => Ok(ExitCode::SUCCESS),
         Stop::Failed(message) => Err(Error(message)),

@@ -20,6 +20,9 @@ use std::rc::Rc;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Status {
     Alive,
+    /// Open, but a source was left unread because the log is full: call
+    /// `resume` when there is room.
+    Throttled,
     /// Sockets closed and `close` logged if due; free the slot after the batch.
     Closed,
 }
@@ -232,25 +235,43 @@ impl Pair {
             return Status::Alive;
         };
         let log = &mut *ctx.log;
+        let mut status = Status::Alive;
         for (run, src) in [(up, Side::Client), (down, Side::Target)] {
             if !run {
                 continue;
             }
             let (from, to) = self.ends.addresses(src);
-            let mut log_data = |data: &[u8]| log.data(now_micros(), &id, data, from, to);
+            let may_read = log.has_room();
+            let mut log_data = |data: &[u8]| {
+                log.data(now_micros(), &id, data, from, to);
+                log.has_room()
+            };
             let pipe = match src {
                 Side::Client => &mut self.up,
                 Side::Target => &mut self.down,
             };
             let outcome = match src {
-                Side::Client => pipe.pump(&mut self.client, target, ctx.scratch, &mut log_data),
-                Side::Target => pipe.pump(target, &mut self.client, ctx.scratch, &mut log_data),
+                Side::Client => pipe.pump(
+                    &mut self.client,
+                    target,
+                    ctx.scratch,
+                    may_read,
+                    &mut log_data,
+                ),
+                Side::Target => pipe.pump(
+                    target,
+                    &mut self.client,
+                    ctx.scratch,
+                    may_read,
+                    &mut log_data,
+                ),
             };
             match outcome {
                 Pump::Failed(end, _) => {
                     let failed = if end == End::Src { src } else { src.other() };
                     return self.close(ctx, failed);
                 }
+                Pump::Throttled => status = Status::Throttled,
                 Pump::Blocked | Pump::Finished => {
                     if pipe.eof {
                         self.ends.log_close(log, src);
@@ -262,7 +283,17 @@ impl Pair {
             // SPEC §3: both directions ended: close both sockets.
             return self.close(ctx, Side::Client);
         }
-        Status::Alive
+        status
+    }
+
+    /// Called when the log has room again after `Status::Throttled`: reads
+    /// what waited (no readiness event will say it is there).
+    pub fn resume(&mut self, ctx: &mut Ctx) -> Status {
+        match self.phase {
+            Phase::Open => self.pump_both(true, true, ctx),
+            Phase::Closed => Status::Closed,
+            _ => Status::Alive,
+        }
     }
 
     /// Closes both sockets now (the client's fd goes with the slot); logs `close` (from `from`) if the pair was

@@ -32,6 +32,10 @@ pub enum End {
 pub enum Pump {
     /// Nothing more can move now; a readiness event will resume us.
     Blocked,
+    /// Reading stopped because the log is full (`--max-buffer-mb`); no
+    /// event will resume us: the caller must call `pump` again when there
+    /// is room.
+    Throttled,
     /// `src` has ended, every byte was delivered and the FIN was passed on.
     Finished,
     /// An I/O error on one end (reset, broken pipe...).
@@ -58,14 +62,17 @@ impl Pipe {
 
     /// Moves bytes from `src` to `dst` until one of them would block, `src`
     /// ends, or an error occurs. Each read is passed to `log` before it is
-    /// written. Called on every readiness event of either end; always safe to
+    /// written; `log` answers whether the log has room for more, and reading
+    /// stops when it has not (as it does when `may_read` is false from the
+    /// start). Called on every readiness event of either end; always safe to
     /// call again.
     pub fn pump<S, D>(
         &mut self,
         src: &mut S,
         dst: &mut D,
         scratch: &mut [u8],
-        log: &mut impl FnMut(&[u8]),
+        mut may_read: bool,
+        log: &mut impl FnMut(&[u8]) -> bool,
     ) -> Pump
     where
         S: Read,
@@ -99,6 +106,9 @@ impl Pipe {
                 }
                 return Pump::Finished;
             }
+            if !may_read {
+                return Pump::Throttled;
+            }
             let limit = READ_CHUNK.min(scratch.len());
             let chunk = &mut scratch[..limit];
             let n = match src.read(chunk) {
@@ -111,7 +121,7 @@ impl Pipe {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Pump::Failed(End::Src, e),
             };
-            log(&chunk[..n]);
+            may_read = log(&chunk[..n]);
             let taken = match dst.write(&chunk[..n]) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -204,8 +214,9 @@ mod tests {
         };
         let mut logged = Vec::new();
         let mut scratch = vec![0; READ_CHUNK];
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| {
-            logged.push(b.to_vec())
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |b: &[u8]| {
+            logged.push(b.to_vec());
+            true
         });
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(d.got, b"hello world");
@@ -223,14 +234,20 @@ mod tests {
         };
         let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| reads += 1);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 1, "must not read while bytes are pending");
         assert_eq!(pipe.pending_len(), 70);
         assert_eq!(s.chunks.len(), 1);
         // The destination frees up: pending goes first, then the next read.
         d.room = usize::MAX;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| reads += 1);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 2);
         let mut want = vec![1; 100];
@@ -248,17 +265,17 @@ mod tests {
             ..Default::default()
         };
         let mut scratch = vec![0; READ_CHUNK];
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {});
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Blocked));
         assert!(!d.fin);
         d.room = usize::MAX;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {});
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Finished));
         assert!(pipe.eof && pipe.fin_sent && d.fin);
         assert_eq!(d.got, b"abc");
         // Calling again is harmless.
         assert!(matches!(
-            pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {}),
+            pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true),
             Pump::Finished
         ));
     }
@@ -272,7 +289,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| {});
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Failed(End::Src, _)));
 
         let mut pipe = Pipe::default();
@@ -282,7 +299,10 @@ mod tests {
             ..Default::default()
         };
         let mut logged = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, &mut |_: &[u8]| logged += 1);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+            logged += 1;
+            true
+        });
         assert!(matches!(out, Pump::Failed(End::Dst, _)));
         assert_eq!(logged, 1, "bytes read are logged even if the peer is gone");
     }
@@ -297,9 +317,36 @@ mod tests {
         };
         let mut sizes = Vec::new();
         let mut scratch = vec![0; READ_CHUNK * 4];
-        pipe.pump(&mut s, &mut d, &mut scratch, &mut |b: &[u8]| {
-            sizes.push(b.len())
+        pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |b: &[u8]| {
+            sizes.push(b.len());
+            true
         });
         assert_eq!(sizes, vec![READ_CHUNK, READ_CHUNK, 5]);
+    }
+
+    #[test]
+    fn a_full_log_stops_reading_until_called_again() {
+        let mut pipe = Pipe::default();
+        let mut s = src(vec![
+            Ok(b"one".to_vec()),
+            Ok(b"two".to_vec()),
+            Ok(Vec::new()),
+        ]);
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let mut scratch = vec![0; READ_CHUNK];
+        // Full from the start: nothing is read.
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, false, &mut |_: &[u8]| true);
+        assert!(matches!(out, Pump::Throttled));
+        assert!(d.got.is_empty());
+        // Full after the first read: that read is delivered, no other.
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| false);
+        assert!(matches!(out, Pump::Throttled));
+        assert_eq!(d.got, b"one");
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
+        assert!(matches!(out, Pump::Finished));
+        assert_eq!(d.got, b"onetwo");
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::arena::{Arena, Route, Run};
 use crate::timefmt::FilenameFormat;
+use std::borrow::Cow;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -279,14 +280,16 @@ impl FileNames {
 }
 
 /// The bytes of `ranges`, borrowed when there is only one.
-fn gather<'a>(bytes: &'a [u8], ranges: &[Range<usize>]) -> std::borrow::Cow<'a, [u8]> {
+fn gather<'a>(bytes: &'a [u8], ranges: &[Range<usize>]) -> Cow<'a, [u8]> {
     match ranges {
-        [one] => std::borrow::Cow::Borrowed(&bytes[one.clone()]),
-        many => std::borrow::Cow::Owned(
-            many.iter()
-                .flat_map(|r| bytes[r.clone()].iter().copied())
-                .collect(),
-        ),
+        [one] => Cow::Borrowed(&bytes[one.clone()]),
+        many => {
+            let mut joined = Vec::with_capacity(many.iter().map(|r| r.len()).sum());
+            for range in many {
+                joined.extend_from_slice(&bytes[range.clone()]);
+            }
+            Cow::Owned(joined)
+        }
     }
 }
 

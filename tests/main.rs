@@ -9,7 +9,9 @@ mod util;
 
 mod cli;
 mod destinations;
+mod faults;
 mod forwarding;
 mod logging;
 mod mcp;
 mod shutdown;
+mod soak;
