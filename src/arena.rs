@@ -92,6 +92,11 @@ impl Arena {
         self.bytes.len()
     }
 
+    /// Bytes the arena can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Empties the arena, keeping its capacity for reuse.
     pub fn clear(&mut self) {
         self.bytes.clear();

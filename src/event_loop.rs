@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 
 /// SPEC §3: a target that has not answered by then is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Arenas up to this size are kept while idle; bigger ones, grown by a
+/// burst of traffic, are let go once logging has been idle a while.
+const KEEP_ARENA_BYTES: usize = 256 * 1024;
+/// How long logging must be idle before big arenas are let go.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -276,11 +281,17 @@ impl EventLoop {
             .front()
             .map(|&(deadline, _, _)| deadline);
         let mcp = self.mcp_deadline();
-        [flush, connect, self.accepts_paused_until, mcp]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(now))
+        [
+            flush,
+            connect,
+            self.accepts_paused_until,
+            mcp,
+            self.trim_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
     }
 
     /// When the pending lines may be written: one interval after the first
@@ -511,6 +522,34 @@ impl EventLoop {
         }
         if !self.writer_busy && !self.logger.arena.is_empty() && self.flush_due(now) <= now {
             self.flush(now);
+        }
+        if self.trim_due().is_some_and(|at| at <= now) {
+            self.trim_arenas();
+        }
+    }
+
+    /// When to let go of arenas a burst made big: once logging has been
+    /// idle for a while, so idle memory returns to its baseline.
+    fn trim_due(&self) -> Option<Instant> {
+        let big = |arena: &Arena| arena.capacity() > KEEP_ARENA_BYTES;
+        let idle = !self.writer_busy && self.logger.arena.is_empty();
+        let worth_it = big(&self.logger.arena) || self.spare.as_ref().is_some_and(big);
+        (idle && worth_it).then(|| {
+            self.last_write_start
+                .map_or(Instant::now(), |t| t + TRIM_AFTER)
+        })
+    }
+
+    fn trim_arenas(&mut self) {
+        if self
+            .spare
+            .as_ref()
+            .is_some_and(|a| a.capacity() > KEEP_ARENA_BYTES)
+        {
+            self.spare = None;
+        }
+        if self.logger.arena.capacity() > KEEP_ARENA_BYTES {
+            self.logger.arena = Arena::default();
         }
     }
 

@@ -38,6 +38,7 @@ impl fmt::Display for Error {
 /// Runs the proxy until SIGINT/SIGTERM or a failure (SPEC §2–§6).
 pub fn run(config: Config) -> Result<ExitCode, Error> {
     sys::raise_open_file_limit();
+    sys::return_big_buffers_to_the_system();
     // SPEC §2: the log directory is checked before any port is bound.
     let destination = match config.log_dir {
         Some(dir) => {

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -563,12 +564,123 @@ fn idle_and_slow_connections_are_closed_after_30_seconds() {
     trickler.join().unwrap();
 }
 
+/// One bad request on its own connection: sends `raw` (then a FIN if
+/// `fin`), returns the status and body of the answer.
+fn exchange(port: u16, raw: &[u8], fin: bool) -> (u16, Vec<u8>) {
+    let mut http = Http::connect(port);
+    http.stream.write_all(raw).expect("write request");
+    if fin {
+        http.stream.shutdown(Shutdown::Write).expect("FIN");
+    }
+    let response = http.read_response().unwrap_or_else(|| {
+        panic!(
+            "no answer to {:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+        )
+    });
+    (response.status, response.body)
+}
+
+/// A request with a JSON body, closing the connection after it.
+fn post_closing(body: &str) -> Vec<u8> {
+    format!(
+        "POST /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The kinds of bad request, each with the answer it must get: an HTTP
+/// status, and for JSON-RPC errors the code.
+fn bad_requests() -> Vec<(Vec<u8>, bool, u16, Option<i64>)> {
+    let call = |args: &str| {
+        post_closing(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{args}}}"#
+        ))
+    };
+    vec![
+        (b"garbage\r\n\r\n".to_vec(), false, 400, None),
+        (b"\x00\x01\x02\x03\r\n\r\n".to_vec(), false, 400, None),
+        (b"POST /mcp HTTP/1.1\r\nContent-Le".to_vec(), true, 400, None),
+        (format!("POST /mcp HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)).into_bytes(), false, 431, None),
+        (b"POST /mcp HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"short\":1}".to_vec(), true, 400, None),
+        (b"POST /mcp HTTP/1.1\r\nContent-Length: -5\r\n\r\n".to_vec(), false, 400, None),
+        (b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec(), false, 400, None),
+        (b"POST /mcp HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".to_vec(), false, 413, None),
+        (post_closing("{not json"), false, 400, Some(-32700)),
+        (post_closing("[1,2,3]"), false, 400, Some(-32600)),
+        (post_closing("null"), false, 400, Some(-32600)),
+        (post_closing(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#), false, 400, Some(-32600)),
+        (call(r#""x""#), false, 200, Some(-32602)),
+        (call(r#"{"name":"no-such-tool"}"#), false, 200, Some(-32601)),
+        (call(r#"{"name":"add-port-rule","arguments":{"local_port":0,"target_host":"h","target_port":1}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"add-port-rule","arguments":{"local_port":[],"target_host":{},"target_port":null}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"stop-logging","arguments":{"directory":42}}"#), false, 200, Some(-32602)),
+        (post_closing(r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#), false, 200, Some(-32601)),
+        (b"GET /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),
+        (b"DELETE /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),
+        (b"POST /elsewhere HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec(), false, 404, None),
+        (b"POST /mcp HTTP/1.1\r\nOrigin: http://evil.example\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}".to_vec(), false, 403, None),
+    ]
+}
+
+/// Sends `rounds` rounds of every bad request from 4 threads, checking each answer.
+fn abuse(port: u16, rounds: usize) -> usize {
+    let kinds = Arc::new(bad_requests());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let kinds = Arc::clone(&kinds);
+            thread::spawn(move || {
+                let mut sent = 0;
+                for round in 0..rounds {
+                    for (i, (raw, fin, status, code)) in kinds.iter().enumerate() {
+                        if (round * kinds.len() + i) % 4 != t {
+                            continue;
+                        }
+                        let (got, body) = exchange(port, raw, *fin);
+                        let what = String::from_utf8_lossy(&raw[..raw.len().min(60)]).into_owned();
+                        assert_eq!(got, *status, "status for {what:?}");
+                        if let Some(code) = code {
+                            let value: Value =
+                                serde_json::from_slice(&body).expect("a JSON-RPC error body");
+                            assert_eq!(value["error"]["code"], *code, "code for {what:?}");
+                            assert!(
+                                value["error"]["message"]
+                                    .as_str()
+                                    .is_some_and(|m| !m.is_empty())
+                            );
+                        }
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("abuse thread"))
+        .sum()
+}
+
 #[test]
-fn bad_requests_never_disturb_the_traffic() {
+fn a_thousand_bad_requests_get_their_errors_and_never_disturb_the_traffic() {
     let target = echo_server("127.0.0.1");
-    let (_proxy, port) = start_mcp(&["--flush-millis", "100"]);
+    let (proxy, port) = start_mcp(&["--flush-millis", "100"]);
     let local = free_port();
     Http::connect(port).call("add-port-rule", rule_args(local, target.port()));
+    // Warm up, so that the allocator has seen every kind once.
+    abuse(port, 3);
+    let baseline_kib = rss_kib(proxy.pid());
+
+    // Slowloris connections stay open through the abuse.
+    let slow: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"POST /mcp HTTP/1.1\r\nContent-").unwrap();
+            s
+        })
+        .collect();
     let payload = rng_payload(3, 4 * 1024 * 1024);
     let mut stream = connect(local);
     let mut writer = stream.try_clone().unwrap();
@@ -577,41 +689,50 @@ fn bad_requests_never_disturb_the_traffic() {
     let sender = thread::spawn(move || {
         for chunk in sent.chunks(64 * 1024) {
             writer.write_all(chunk).unwrap();
-            thread::sleep(Duration::from_millis(2));
+            thread::sleep(Duration::from_millis(5));
         }
         writer.shutdown(Shutdown::Write).unwrap();
     });
-    let abuse: Vec<Vec<u8>> = vec![
-        b"garbage\r\n\r\n".to_vec(),
-        b"POST /mcp HTTP/1.1\r\nContent-Length: -5\r\n\r\n".to_vec(),
-        b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_vec(),
-        format!("POST /mcp HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)).into_bytes(),
-        b"POST /mcp HTTP/1.1\r\nContent-Length: 9\r\n\r\n[1,2,3,4]".to_vec(),
-        b"POST /mcp HTTP/1.1\r\nContent-Length: 4\r\n\r\nnull".to_vec(),
-        b"POST /mcp HTTP/1.1\r\nContent-Length: 62\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":\"x\"}  ".to_vec(),
-        b"POST /mcp HTTP/1.1\r\nContent-Length: 10\r\n\r\n{\"a\":".to_vec(),
-        b"\x00\x01\x02\x03".to_vec(),
-    ];
-    for round in 0..20 {
-        for raw in &abuse {
-            let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let _ = conn.write_all(raw);
-            if round % 2 == 0 {
-                let _ = conn.shutdown(Shutdown::Write);
+    // The loop stays responsive: a ping on a keep-alive connection is
+    // answered again and again meanwhile.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut http = Http::connect(port);
+            let mut pings = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
+                pings += 1;
             }
-            // Drop without reading: the server must cope either way.
-        }
-    }
+            pings
+        })
+    };
+    let answered = abuse(port, 1000 / bad_requests().len() + 1);
+    assert!(answered >= 1000, "{answered}");
     let mut got = vec![0u8; payload.len()];
     stream.read_exact(&mut got).unwrap();
     sender.join().unwrap();
     assert_bytes_eq(&got, &payload, "traffic during the abuse");
     assert!(read_to_end(&mut stream).is_empty());
-    // The server still answers.
-    assert_eq!(
-        Http::connect(port).rpc("ping", json!({}))["result"],
-        json!({})
-    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pings = pinger.join().expect("pings answered throughout");
+    assert!(pings > 0);
+    drop(slow);
+
+    // Memory returns to its baseline once the connections are gone.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now_kib = rss_kib(proxy.pid());
+        if now_kib <= baseline_kib + 2048 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RSS {now_kib} KiB, baseline {baseline_kib} KiB"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The MCP Python SDK's streamable HTTP client and ClientSession drive a

@@ -145,7 +145,15 @@ impl McpConn {
             return Next::Close;
         }
         loop {
-            match http::parse(&self.input) {
+            let parsed = match http::parse(&self.input) {
+                Parsed::Incomplete if self.eof && self.input.is_empty() => return Next::Close,
+                // The peer ended mid-request: say so before closing.
+                Parsed::Incomplete if self.eof => {
+                    Parsed::Reject(400, "request ended before it was complete")
+                }
+                parsed => parsed,
+            };
+            match parsed {
                 Parsed::Complete(req, used) => {
                     self.input.drain(..used);
                     self.request_started = (!self.input.is_empty()).then_some(now);
@@ -153,19 +161,14 @@ impl McpConn {
                 }
                 Parsed::Reject(status, why) => {
                     self.input = Vec::new();
+                    let bytes =
+                        http::response(status, &[], format!("{why}\n").as_bytes(), false, false);
                     self.send(Answer {
-                        bytes: http::response(
-                            status,
-                            &[],
-                            format!("{why}\n").as_bytes(),
-                            false,
-                            false,
-                        ),
+                        bytes,
                         keep_alive: false,
                     });
                     return self.next(now);
                 }
-                Parsed::Incomplete if self.eof => return Next::Close,
                 Parsed::Incomplete => {}
             }
             match self.read_some(now) {
