@@ -305,12 +305,8 @@ impl Pair {
             return Status::Closed;
         }
         self.ends.log_close(ctx.log, from);
-        if matches!(self.phase, Phase::Open) {
-            let _ = ctx.registry.deregister(&mut self.client);
-        }
-        if let Some(mut target) = self.target.take() {
-            let _ = ctx.registry.deregister(&mut target);
-        }
+        // Closing a socket takes it out of epoll: no deregister needed.
+        self.target = None;
         self.up = Pipe::default();
         self.down = Pipe::default();
         self.phase = Phase::Closed;

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Compares rawprox with no proxy and with haproxy (mode tcp, logs nothing),
+all measured in one run on this machine, everything on 127.0.0.1.
+
+Run from the repository root:  python3 benches/compare.py [--quick]
+
+It installs iperf3, nginx, haproxy and wrk with apt-get if they are missing,
+builds release/rawprox.exe, starts an iperf3 server (bulk) and nginx (HTTP)
+as backends, and measures, for no proxy, haproxy, rawprox logging to @DIR
+and rawprox logging to stdout redirected to a file:
+
+  bulk single stream, binary and text (iperf3 -n, --repeating-payload for
+  text), both directions; wrk keep-alive and Connection: close runs with
+  --latency; RSS idle and with 1,000 idle connections; peak RSS per bulk
+  run; CPU seconds per GB forwarded (from /proc); and that forwarding stayed
+  byte-exact (a 32 MiB random download from nginx and a 32 MiB random echo).
+
+Every load is bounded in bytes and time; logs are deleted after each
+workload. It prints a table with each figure's ratio to haproxy and to no
+proxy.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+QUICK = "--quick" in sys.argv
+BULK = "512M" if QUICK else "2G"
+BULK_BYTES = (512 if QUICK else 2048) * 1024 * 1024
+WRK_SECONDS = 5 if QUICK else 10
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAWPROX = os.path.join(ROOT, "release", "rawprox.exe")
+
+IPERF_PORT, NGINX_PORT, ECHO_PORT = 15201, 18080, 19999
+# Front ports of each setup: (bulk, http, echo).
+FRONTS = {
+    "no proxy": (IPERF_PORT, NGINX_PORT, ECHO_PORT),
+    "haproxy": (25201, 28080, 29999),
+    "rawprox @DIR": (35201, 38080, 39999),
+    "rawprox >file": (45201, 48080, 49999),
+}
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def ensure_tools():
+    missing = [t for t in ("iperf3", "nginx", "haproxy", "wrk") if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        print(f"installing {missing} with apt-get", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        packages = ["nginx-light" if t == "nginx" else t for t in missing]
+        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def listening(port):
+    """True when something listens on `port` (read from /proc, no probe connection)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while not listening(port):
+        if time.time() > deadline:
+            raise RuntimeError(f"nothing listens on {port}")
+        time.sleep(0.05)
+
+
+def proc_stat(pid):
+    """(CPU seconds, VmRSS KiB, VmHWM KiB) of a process."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = {l.split(":")[0]: l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith(("VmRSS", "VmHWM"))}
+    return cpu, int(status["VmRSS"]), int(status["VmHWM"])
+
+
+def reset_peak(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def echo_server(port):
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(64)
+
+    def serve(conn):
+        with conn:
+            while data := conn.recv(1 << 16):
+                conn.sendall(data)
+
+    def accept():
+        while True:
+            conn, _ = server.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+class Setup:
+    """The backends and the proxies under test."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="rawprox-compare-")
+        os.chmod(self.tmp, 0o755)  # nginx's workers read www/ as an unprivileged user
+        self.procs = {}
+        self.random_file = os.path.join(self.tmp, "www", "random32m")
+        os.makedirs(os.path.dirname(self.random_file))
+        with open(self.random_file, "wb") as f:
+            f.write(os.urandom(32 * 1024 * 1024))
+        with open(os.path.join(self.tmp, "www", "1k"), "wb") as f:
+            f.write(b"x" * 1024)
+        self.logs = os.path.join(self.tmp, "logs")
+        self.stdout_file = os.path.join(self.tmp, "stdout.ndjson")
+
+    def start(self):
+        self.procs["iperf3"] = subprocess.Popen(["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL)
+        nginx_conf = os.path.join(self.tmp, "nginx.conf")
+        with open(nginx_conf, "w") as f:
+            f.write(f"""
+worker_processes 1;
+pid {self.tmp}/nginx.pid;
+error_log {self.tmp}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path {self.tmp}/nginx-body;
+    proxy_temp_path {self.tmp}/nginx-proxy;
+    fastcgi_temp_path {self.tmp}/nginx-fastcgi;
+    uwsgi_temp_path {self.tmp}/nginx-uwsgi;
+    scgi_temp_path {self.tmp}/nginx-scgi;
+    server {{ listen 127.0.0.1:{NGINX_PORT}; root {self.tmp}/www; }}
+}}
+""")
+        self.procs["nginx"] = subprocess.Popen(["nginx", "-c", nginx_conf, "-g", "daemon off;"])
+        echo_server(ECHO_PORT)
+        haproxy_conf = os.path.join(self.tmp, "haproxy.cfg")
+        with open(haproxy_conf, "w") as f:
+            f.write("global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 10s\n"
+                    "    timeout client 120s\n    timeout server 120s\n")
+            for back, front in zip(FRONTS["no proxy"], FRONTS["haproxy"]):
+                f.write(f"listen p{front}\n    bind 127.0.0.1:{front}\n    server s 127.0.0.1:{back}\n")
+        self.procs["haproxy"] = subprocess.Popen(["haproxy", "-f", haproxy_conf])
+        rules = lambda name: [f"{front}:127.0.0.1:{back}" for back, front in zip(FRONTS["no proxy"], FRONTS[name])]
+        self.procs["rawprox @DIR"] = subprocess.Popen([RAWPROX, *rules("rawprox @DIR"), f"@{self.logs}"])
+        out = open(self.stdout_file, "ab")  # O_APPEND, so truncating it between workloads is safe
+        self.procs["rawprox >file"] = subprocess.Popen([RAWPROX, *rules("rawprox >file")], stdout=out)
+        for ports in FRONTS.values():
+            for port in ports:
+                wait_port(port)
+
+    def delete_logs(self):
+        shutil.rmtree(self.logs, ignore_errors=True)
+        open(self.stdout_file, "w").close()
+
+    def stop(self):
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def iperf(port, text, reverse):
+    cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", BULK, "-J"]
+    cmd += ["--repeating-payload"] if text else []
+    cmd += ["-R"] if reverse else []
+    result = json.loads(sh(cmd, timeout=300))
+    return result["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def wrk(port, close):
+    cmd = ["wrk", "-t2", "-c50", f"-d{WRK_SECONDS}s", "--latency", f"http://127.0.0.1:{port}/1k"]
+    cmd += ["-H", "Connection: close"] if close else []
+    out = sh(cmd, timeout=WRK_SECONDS + 60)
+    assert "Non-2xx" not in out, out
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec:")).split()[1])
+    p99 = next(l for l in out.splitlines() if l.strip().startswith("99%")).split()[1]
+    value, unit = float(p99.rstrip("usm")), p99.lstrip("0123456789.")
+    p99_ms = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return rps, p99_ms
+
+
+def byte_exact(http_port, echo_port, random_file):
+    want = hashlib.sha256(open(random_file, "rb").read()).hexdigest()
+    with socket.create_connection(("127.0.0.1", http_port)) as s:
+        s.sendall(b"GET /random32m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        while data := s.recv(1 << 16):
+            got += data
+    head, body = got.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    download = hashlib.sha256(body).hexdigest() == want
+    payload = os.urandom(32 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", echo_port)) as s:
+        sender = threading.Thread(target=lambda: (s.sendall(payload), s.shutdown(socket.SHUT_WR)))
+        sender.start()
+        echoed = bytearray()
+        while data := s.recv(1 << 16):
+            echoed += data
+        sender.join()
+    return download and bytes(echoed) == payload
+
+
+def idle_rss(pid, port):
+    """RSS, and RSS with 1,000 idle connections open through it (KiB)."""
+    time.sleep(0.5)
+    before = proc_stat(pid)[1]
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(1000)]
+    time.sleep(2.5)  # a flush interval, so the open lines are written
+    during = proc_stat(pid)[1]
+    for c in conns:
+        c.close()
+    time.sleep(2.5)
+    return before, during
+
+
+def main():
+    os.chdir(ROOT)
+    ensure_tools()
+    subprocess.run(["bash", ".ci/release"], check=True, stdout=subprocess.DEVNULL)
+    setup = Setup()
+    results = {name: {} for name in FRONTS}
+    try:
+        setup.start()
+        pids = {name: setup.procs[name].pid for name in ("haproxy", "rawprox @DIR", "rawprox >file")}
+        for name in ("haproxy", "rawprox @DIR", "rawprox >file"):
+            results[name]["rss_idle"], results[name]["rss_1000"] = idle_rss(pids[name], FRONTS[name][1])
+            setup.delete_logs()
+        for name, (bulk, http, echo) in FRONTS.items():
+            pid = pids.get(name)
+            print(f"== {name}", flush=True)
+            results[name]["exact"] = byte_exact(http, echo, setup.random_file)
+            setup.delete_logs()
+            for text in (False, True):
+                kind = "text" if text else "binary"
+                cpu_total, peak = 0.0, 0
+                for reverse in (False, True):
+                    if pid:
+                        reset_peak(pid)
+                        cpu0 = proc_stat(pid)[0]
+                    gbps = iperf(bulk, text, reverse)
+                    results[name][f"{kind} {'down' if reverse else 'up'}"] = gbps
+                    if pid:
+                        cpu1, _, hwm = proc_stat(pid)
+                        cpu_total += cpu1 - cpu0
+                        peak = max(peak, hwm)
+                    setup.delete_logs()
+                if pid:
+                    results[name][f"cpu {kind}"] = cpu_total / (2 * BULK_BYTES / 1e9)
+                    results[name][f"peak {kind}"] = peak
+            results[name]["keepalive"], results[name]["p99"] = wrk(http, close=False)
+            setup.delete_logs()
+            results[name]["close"], _ = wrk(http, close=True)
+            setup.delete_logs()
+    finally:
+        setup.stop()
+    report(results)
+
+
+def report(results):
+    rows = [
+        ("bulk binary up, Gbit/s", "binary up", "{:.2f}"),
+        ("bulk binary down, Gbit/s", "binary down", "{:.2f}"),
+        ("bulk text up, Gbit/s", "text up", "{:.2f}"),
+        ("bulk text down, Gbit/s", "text down", "{:.2f}"),
+        ("keep-alive 1 KiB, 50 conns, req/s", "keepalive", "{:,.0f}"),
+        ("keep-alive p99 latency, ms", "p99", "{:.2f}"),
+        ("new connection per request, conn/s", "close", "{:,.0f}"),
+        ("RSS idle, MiB", "rss_idle", "kib"),
+        ("RSS with 1,000 idle connections, MiB", "rss_1000", "kib"),
+        ("peak RSS, binary bulk, MiB", "peak binary", "kib"),
+        ("peak RSS, text bulk, MiB", "peak text", "kib"),
+        ("CPU s per GB forwarded, binary", "cpu binary", "{:.2f}"),
+        ("CPU s per GB forwarded, text", "cpu text", "{:.2f}"),
+        ("byte-exact (32 MiB down + echo)", "exact", "bool"),
+    ]
+    names = list(FRONTS)
+
+    def fmt(spec, value):
+        if value is None:
+            return "–"
+        if spec == "kib":
+            return f"{value / 1024:.1f}"
+        if spec == "bool":
+            return "yes" if value else "NO"
+        return spec.format(value)
+
+    header = f"| measure | {' | '.join(names)} | rawprox @DIR / haproxy | rawprox @DIR / no proxy |"
+    print("\n" + header)
+    print("|" + "---|" * (len(names) + 3))
+    for label, key, spec in rows:
+        cells = [fmt(spec, results[n].get(key)) for n in names]
+        ratios = []
+        for base in ("haproxy", "no proxy"):
+            a, b = results["rawprox @DIR"].get(key), results[base].get(key)
+            ratios.append(f"{a / b:.2f}×" if isinstance(a, (int, float)) and not isinstance(a, bool) and b else "–")
+        print(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+    print(f"\n(bulk: {BULK} per run with iperf3; HTTP: wrk -t2 -c50 -d{WRK_SECONDS}s on a 1 KiB file from nginx;"
+          f" {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')})")
+    if not all(results[n].get("exact") for n in names):
+        sys.exit("forwarding was not byte-exact")
+
+
+if __name__ == "__main__":
+    main()

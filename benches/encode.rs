@@ -1,0 +1,156 @@
+//! Criterion benches of the logging hot path, each against a baseline
+//! measured in the same run: the `data` encoder on 32 KiB reads of text,
+//! binary and mixed payloads against a plain copy of the same bytes (the
+//! ceiling), and whole lines (timestamp, ConnID, addresses) per line.
+//! After the run it prints each encoder's GB/s and its ratio to the copy.
+//!
+//! Run: cargo bench --bench encode
+
+use criterion::{Criterion, Throughput, criterion_group};
+use rawprox::connid::ConnId;
+use rawprox::encode::{push_data, push_data_line, push_open_line};
+use rawprox::timefmt::LineClock;
+use std::hint::black_box;
+use std::path::Path;
+
+const CHUNK: usize = 32 * 1024;
+
+/// Payloads like the ones rawprox sees: plain digits (iperf3's text), HTTP
+/// text, random binary, and JSON-ish text with some UTF-8 and control bytes.
+fn payloads() -> Vec<(&'static str, Vec<u8>)> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let http = b"GET /api/v1/items?page=2&sort=name HTTP/1.1\r\nHost: api.example.com\r\nAccept: application/json\r\nUser-Agent: bench/1.0\r\n\r\n";
+    let text: Vec<u8> = http.iter().copied().cycle().take(CHUNK).collect();
+    let binary: Vec<u8> = (0..CHUNK).map(|_| next() as u8).collect();
+    let json = "{\"name\":\"Zoë \\\"quoted\\\"\",\"path\":\"C:\\\\dir\",\"pct\":\"100%\",\"tab\":\"a\tb\"}\n";
+    let mixed: Vec<u8> = json.bytes().cycle().take(CHUNK).collect();
+    // What iperf3 --repeating-payload sends: digits, nothing to escape.
+    let plain: Vec<u8> = b"0123456789".iter().copied().cycle().take(CHUNK).collect();
+    vec![
+        ("plain", plain),
+        ("text", text),
+        ("binary", binary),
+        ("mixed", mixed),
+    ]
+}
+
+fn data_encoding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("data_32KiB");
+    group.throughput(Throughput::Bytes(CHUNK as u64));
+    let mut out = Vec::with_capacity(4 * CHUNK);
+    for (name, bytes) in payloads() {
+        group.bench_function(format!("copy_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(black_box(&bytes));
+                black_box(out.len())
+            })
+        });
+        group.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                push_data(&mut out, black_box(&bytes));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn lines(c: &mut Criterion) {
+    let mut group = c.benchmark_group("line");
+    group.throughput(Throughput::Elements(1));
+    let id = ConnId(*b"0tK3XaB9");
+    let (client, target) = ("127.0.0.1:54321", "api.example.com:443");
+    let payload = &payloads()[1].1[..100];
+    let mut clock = LineClock::default();
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut micros = 1_761_147_167_000_000u64;
+    group.bench_function("copy_100B", |b| {
+        b.iter(|| {
+            if out.len() > 1 << 19 {
+                out.clear();
+            }
+            out.extend_from_slice(black_box(payload));
+        })
+    });
+    group.bench_function("data_line_100B", |b| {
+        b.iter(|| {
+            if out.len() > 1 << 19 {
+                out.clear();
+            }
+            micros += 7;
+            push_data_line(
+                &mut out,
+                &mut clock,
+                micros,
+                &id,
+                black_box(payload),
+                client,
+                target,
+            );
+        })
+    });
+    group.bench_function("open_line", |b| {
+        b.iter(|| {
+            if out.len() > 1 << 19 {
+                out.clear();
+            }
+            micros += 7;
+            push_open_line(&mut out, &mut clock, micros, &id, client, target, 8080);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, data_encoding, lines);
+
+/// Mean time per iteration, in ns, from criterion's saved estimates.
+fn mean_ns(group: &str, bench: &str) -> Option<f64> {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("../criterion")
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["mean"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    println!("\nencoder vs copy (same run):");
+    for (name, _) in payloads() {
+        let (Some(copy), Some(encode)) = (
+            mean_ns("data_32KiB", &format!("copy_{name}")),
+            mean_ns("data_32KiB", &format!("encode_{name}")),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| CHUNK as f64 / ns;
+        println!(
+            "  {name:7} encode {:6.2} GB/s, copy {:6.2} GB/s, ratio {:.3}",
+            gbs(encode),
+            gbs(copy),
+            copy / encode
+        );
+    }
+    if let (Some(copy), Some(line)) = (
+        mean_ns("line", "copy_100B"),
+        mean_ns("line", "data_line_100B"),
+    ) {
+        println!(
+            "  data line (100 B payload): {line:.1} ns per line, copy of the payload {copy:.1} ns"
+        );
+    }
+    if let Some(open) = mean_ns("line", "open_line") {
+        println!("  open line: {open:.1} ns per line");
+    }
+}
