@@ -258,6 +258,9 @@ def main():
                 cpu_total, peak = 0.0, 0
                 for reverse in (False, True):
                     if pid:
+                        # Let the last workload's arenas go (idle trim), then
+                        # measure this one's peak from there.
+                        time.sleep(4)
                         reset_peak(pid)
                         cpu0 = proc_stat(pid)[0]
                     gbps = iperf(bulk, text, reverse)

@@ -78,8 +78,13 @@ pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut i = 0;
     while i < words {
         if word_at(i) != 0 {
-            push_through_table(out, &bytes[8 * i..8 * i + 8]);
+            // Up to 4 words that need escaping go through the table together.
+            let group_start = i;
             i += 1;
+            while i < words && i - group_start < 4 && word_at(i) != 0 {
+                i += 1;
+            }
+            push_through_table(out, &bytes[8 * group_start..8 * i]);
             continue;
         }
         // A plain run: two words per step while both are plain, then one.
@@ -96,10 +101,11 @@ pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
     push_through_table(out, &bytes[8 * words..]);
 }
 
-/// Encodes up to 8 bytes through the table.
+/// Encodes up to 32 bytes through the table.
 fn push_through_table(out: &mut Vec<u8>, bytes: &[u8]) {
-    // 8 bytes take at most 24, plus the 4th byte of the last copy.
-    let mut buf = [0u8; 28];
+    debug_assert!(bytes.len() <= 32);
+    // 32 bytes take at most 96, plus the 4th byte of the last copy.
+    let mut buf = [0u8; 100];
     let mut w = 0;
     for &b in bytes {
         let e = &ENCODED[b as usize];

@@ -174,10 +174,11 @@ impl Pair {
                 let readable = failed || event.is_readable() || event.is_read_closed();
                 let writable = failed || event.is_writable() || event.is_write_closed();
                 // Readable client or writable target moves bytes up, and the
-                // other way round for down.
+                // other way round for down; writable counts only for a pipe
+                // that waits to write (epoll reports it with every event).
                 let (up, down) = match side {
-                    Side::Client => (readable, writable),
-                    Side::Target => (writable, readable),
+                    Side::Client => (readable, writable && self.down.waits_to_write()),
+                    Side::Target => (writable && self.up.waits_to_write(), readable),
                 };
                 self.pump_both(up, down, ctx)
             }

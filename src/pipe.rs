@@ -60,6 +60,12 @@ impl Pipe {
         self.pending.len() - self.sent
     }
 
+    /// True while `dst` has bytes or a FIN to take: only then does `dst`
+    /// becoming writable give `pump` something to do.
+    pub fn waits_to_write(&self) -> bool {
+        self.pending_len() > 0 || (self.eof && !self.fin_sent)
+    }
+
     /// Moves bytes from `src` to `dst` until one of them would block, `src`
     /// ends, or an error occurs. Each read is passed to `log` before it is
     /// written; `log` answers whether the log has room for more, and reading
