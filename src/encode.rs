@@ -10,40 +10,26 @@ use crate::timefmt::LineClock;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// How one byte is written inside the `data` string: the first `len` bytes
-/// of `text` (SPEC §4). Four bytes, so the encoder can always copy four and
-/// advance by `len`.
-#[derive(Clone, Copy)]
-struct Encoded {
-    text: [u8; 4],
-    len: u8,
-}
-
-const fn encoded(b: u8) -> Encoded {
-    let (text, len) = match b {
-        b'"' => ([b'\\', b'"', 0, 0], 2),
-        b'\\' => ([b'\\', b'\\', 0, 0], 2),
-        b'\t' => ([b'\\', b't', 0, 0], 2),
-        b'\n' => ([b'\\', b'n', 0, 0], 2),
-        b'\r' => ([b'\\', b'r', 0, 0], 2),
-        0x20..=0x7E if b != b'%' => ([b, 0, 0, 0], 1),
-        // `%`, the other controls, 0x7F and 0x80-0xFF.
-        _ => (
-            [b'%', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize], 0],
-            3,
-        ),
-    };
-    Encoded { text, len }
-}
-
-const ENCODED: [Encoded; 256] = {
-    let mut table = [Encoded {
-        text: [0; 4],
-        len: 0,
-    }; 256];
+/// How each byte is written inside the `data` string (SPEC §4), packed in a
+/// u32: the text in the low three bytes (little-endian), its length in the
+/// top byte. The encoder stores all four bytes and advances by the length,
+/// so the top byte is always overwritten or cut off.
+const ENCODED: [u32; 256] = {
+    let mut table = [0u32; 256];
     let mut i = 0;
     while i < 256 {
-        table[i] = encoded(i as u8);
+        let b = i as u8;
+        let (text, len): ([u8; 3], u32) = match b {
+            b'"' => ([b'\\', b'"', 0], 2),
+            b'\\' => ([b'\\', b'\\', 0], 2),
+            b'\t' => ([b'\\', b't', 0], 2),
+            b'\n' => ([b'\\', b'n', 0], 2),
+            b'\r' => ([b'\\', b'r', 0], 2),
+            0x20..=0x7E if b != b'%' => ([b, 0, 0], 1),
+            // `%`, the other controls, 0x7F and 0x80-0xFF.
+            _ => ([b'%', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]], 3),
+        };
+        table[i] = text[0] as u32 | (text[1] as u32) << 8 | (text[2] as u32) << 16 | len << 24;
         i += 1;
     }
     table
@@ -104,13 +90,13 @@ pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Encodes up to 32 bytes through the table.
 fn push_through_table(out: &mut Vec<u8>, bytes: &[u8]) {
     debug_assert!(bytes.len() <= 32);
-    // 32 bytes take at most 96, plus the 4th byte of the last copy.
+    // 32 bytes take at most 96, plus the 4th byte of the last store.
     let mut buf = [0u8; 100];
     let mut w = 0;
     for &b in bytes {
-        let e = &ENCODED[b as usize];
-        buf[w..w + 4].copy_from_slice(&e.text);
-        w += e.len as usize;
+        let packed = ENCODED[b as usize];
+        buf[w..w + 4].copy_from_slice(&packed.to_le_bytes());
+        w += (packed >> 24) as usize;
     }
     out.extend_from_slice(&buf[..w]);
 }
