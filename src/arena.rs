@@ -97,6 +97,19 @@ impl Arena {
         self.bytes.capacity()
     }
 
+    /// Moves this arena's lines into `roomier`, an emptied arena with more
+    /// capacity, so that filling goes on in memory that is already paged in
+    /// (a first touch costs far more than a copy), and returns the emptied
+    /// smaller one for reuse.
+    pub fn move_into(&mut self, mut roomier: Arena) -> Arena {
+        roomier.clear();
+        roomier.bytes.extend_from_slice(&self.bytes);
+        roomier.items = std::mem::take(&mut self.items);
+        std::mem::swap(self, &mut roomier);
+        roomier.clear();
+        roomier
+    }
+
     /// Empties the arena, keeping its capacity for reuse.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -242,6 +255,26 @@ mod tests {
         arena.clear();
         assert!(arena.is_empty());
         assert_eq!(arena.runs().count(), 0);
+    }
+
+    #[test]
+    fn moving_into_a_roomier_arena_keeps_lines_and_changes() {
+        let mut small = Arena::default();
+        small.line(1_000_000).extend_from_slice(b"a\n");
+        small.add_destination(Destination::Stdout);
+        small.line(2_000_000).extend_from_slice(b"b\n");
+        let mut big = Arena::default();
+        big.line(0).extend_from_slice(&[b'x'; 1000]);
+        big.clear();
+        let before: Vec<String> = small.runs().map(|r| format!("{r:?}")).collect();
+        let spare = small.move_into(big);
+        assert!(small.capacity() >= 1000, "now filling the roomier one");
+        assert_eq!(small.bytes(), b"a\nb\n");
+        assert_eq!(
+            small.runs().map(|r| format!("{r:?}")).collect::<Vec<_>>(),
+            before
+        );
+        assert!(spare.is_empty());
     }
 
     #[test]

@@ -484,7 +484,14 @@ impl EventLoop {
             FromWriter::Written(arena) => {
                 self.writer_busy = false;
                 self.logger.in_flight = 0;
-                self.spare = Some(arena);
+                // Go on filling whichever arena is roomier: the other becomes
+                // the spare for the next flush.
+                let spare = if arena.capacity() > self.logger.arena.capacity() {
+                    self.logger.arena.move_into(arena)
+                } else {
+                    arena
+                };
+                self.spare = Some(spare);
                 self.resume_throttled();
             }
             FromWriter::Failed { destination, error } => {

@@ -79,6 +79,7 @@ impl Writer {
         let thread = thread::Builder::new()
             .name("rawprox-writer".into())
             .spawn(move || {
+                crate::sys::lower_thread_priority();
                 let mut outputs = Outputs::default();
                 for mut arena in inbox {
                     outputs.write(&arena, &outbox);
@@ -232,9 +233,23 @@ impl Output {
         } = self;
         match destination {
             Destination::Stdout => {
-                let ranges: Vec<Range<usize>> = pieces.iter().map(|(_, r)| r.clone()).collect();
+                // No file names here: merge what is adjacent whatever its
+                // second, and write each run straight from the arena.
                 let mut out = io::stdout().lock();
-                out.write_all(&gather(bytes, &ranges))?;
+                let mut pending: Option<Range<usize>> = None;
+                for (_, range) in pieces.iter() {
+                    match &mut pending {
+                        Some(run) if run.end == range.start => run.end = range.end,
+                        _ => {
+                            if let Some(run) = pending.replace(range.clone()) {
+                                out.write_all(&bytes[run])?;
+                            }
+                        }
+                    }
+                }
+                if let Some(run) = pending {
+                    out.write_all(&bytes[run])?;
+                }
                 out.flush()
             }
             Destination::Directory { dir, format } => {
