@@ -89,6 +89,20 @@ def proc_stat(pid):
     return cpu, int(status["VmRSS"]), int(status["VmHWM"])
 
 
+def wait_idle(pid, timeout=120):
+    """Waits until the process has used no CPU for a second: the log of the
+    last workload is written out. Returns its CPU seconds then."""
+    deadline = time.time() + timeout
+    last = proc_stat(pid)[0]
+    while time.time() < deadline:
+        time.sleep(1)
+        now = proc_stat(pid)[0]
+        if now - last < 0.02:
+            return now
+        last = now
+    return last
+
+
 def reset_peak(pid):
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
@@ -258,25 +272,29 @@ def main():
                 cpu_total, peak = 0.0, 0
                 for reverse in (False, True):
                     if pid:
-                        # Let the last workload's arenas go (idle trim), then
-                        # measure this one's peak from there.
-                        time.sleep(4)
+                        # Start from a settled proxy: the last log written
+                        # out, its arenas let go (idle trim).
+                        cpu0 = wait_idle(pid)
+                        time.sleep(2)
                         reset_peak(pid)
-                        cpu0 = proc_stat(pid)[0]
                     gbps = iperf(bulk, text, reverse)
                     results[name][f"{kind} {'down' if reverse else 'up'}"] = gbps
                     if pid:
-                        cpu1, _, hwm = proc_stat(pid)
-                        cpu_total += cpu1 - cpu0
-                        peak = max(peak, hwm)
+                        peak = max(peak, proc_stat(pid)[2])
+                        # CPU until this workload's log is written out too.
+                        cpu_total += wait_idle(pid) - cpu0
                     setup.delete_logs()
                 if pid:
                     results[name][f"cpu {kind}"] = cpu_total / (2 * BULK_BYTES / 1e9)
                     results[name][f"peak {kind}"] = peak
-            results[name]["keepalive"], results[name]["p99"] = wrk(http, close=False)
-            setup.delete_logs()
-            results[name]["close"], _ = wrk(http, close=True)
-            setup.delete_logs()
+            for close in (False, True):
+                if pid:
+                    wait_idle(pid)
+                rps, p99 = wrk(http, close=close)
+                results[name]["close" if close else "keepalive"] = rps
+                if not close:
+                    results[name]["p99"] = p99
+                setup.delete_logs()
     finally:
         setup.stop()
     report(results)

@@ -33,15 +33,3 @@ pub fn return_big_buffers_to_the_system() {
     }
 }
 
-/// Lowers the calling thread's CPU priority to the lowest (nice 19): the
-/// writer thread then takes the CPU the event loop and its peers leave, so
-/// a big flush does not delay traffic. Best effort.
-pub fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take no pointers; on Linux a thread id
-    // with PRIO_PROCESS sets that thread's nice value only.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-    }
-}

@@ -79,7 +79,6 @@ impl Writer {
         let thread = thread::Builder::new()
             .name("rawprox-writer".into())
             .spawn(move || {
-                crate::sys::lower_thread_priority();
                 let mut outputs = Outputs::default();
                 for mut arena in inbox {
                     outputs.write(&arena, &outbox);
