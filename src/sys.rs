@@ -32,4 +32,3 @@ pub fn return_big_buffers_to_the_system() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
-
