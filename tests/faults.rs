@@ -15,24 +15,9 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
+/// Closes `stream` with a reset instead of a FIN.
 fn reset(stream: TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket fd and a correctly sized linger struct.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER");
+    set_linger_zero(&stream);
     drop(stream);
 }
 

@@ -689,6 +689,26 @@ pub fn echo_once(port: u16, data: &[u8]) -> SocketAddr {
     local
 }
 
+/// Makes closing `stream` send a reset (SO_LINGER 0) instead of a FIN.
+pub fn set_linger_zero(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+}
+
 /// Reads until EOF; fails if that takes longer than the stream's timeout.
 pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
