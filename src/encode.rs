@@ -108,6 +108,22 @@ fn push_head(out: &mut Vec<u8>, clock: &mut LineClock, micros: u64, id: &ConnId)
     out.extend_from_slice(&id.0);
 }
 
+/// Appends `n` in decimal, without allocating.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn push_from_to(out: &mut Vec<u8>, from: &str, to: &str) {
     out.extend_from_slice(b"\",\"from\":\"");
     out.extend_from_slice(from.as_bytes());
@@ -130,7 +146,7 @@ pub fn push_open_line(
     out.extend_from_slice(b"\",\"event\":\"open");
     push_from_to(out, from, to);
     out.extend_from_slice(b",\"listen_port\":");
-    out.extend_from_slice(listen_port.to_string().as_bytes());
+    push_decimal(out, listen_port);
     out.extend_from_slice(b"}\n");
 }
 
@@ -396,6 +412,15 @@ mod tests {
         );
         for line in lines {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn decimal_ports() {
+        for n in [0u16, 7, 10, 8080, 65535] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 
