@@ -48,17 +48,22 @@ impl Listener {
     }
 
     pub fn accept(&self) -> Accept {
-        match self.socket.accept() {
-            Ok((stream, addr)) => Accept::Connection(stream, addr),
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock => Accept::Drained,
-                io::ErrorKind::Interrupted
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::ConnectionReset => Accept::Retry,
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected:
-                // retrying at once would spin, so back off.
-                _ => Accept::Exhausted(e),
-            },
-        }
+        accept_from(&self.socket)
+    }
+}
+
+/// One accept on any listener (a rule's or the MCP server's), its outcome sorted.
+pub fn accept_from(socket: &TcpListener) -> Accept {
+    match socket.accept() {
+        Ok((stream, addr)) => Accept::Connection(stream, addr),
+        Err(e) => match e.kind() {
+            io::ErrorKind::WouldBlock => Accept::Drained,
+            io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset => Accept::Retry,
+            // EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected:
+            // retrying at once would spin, so back off.
+            _ => Accept::Exhausted(e),
+        },
     }
 }

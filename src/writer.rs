@@ -216,9 +216,14 @@ impl Outputs {
 }
 
 impl Output {
+    /// Adds a range of lines logged in second `secs`; adjacent ranges merge
+    /// (across seconds only for stdout, where no file name depends on them).
     fn push(&mut self, secs: u64, range: Range<usize>) {
+        let any_second = self.destination == Destination::Stdout;
         match self.pieces.last_mut() {
-            Some((s, last)) if *s == secs && last.end == range.start => last.end = range.end,
+            Some((s, last)) if (any_second || *s == secs) && last.end == range.start => {
+                last.end = range.end
+            }
             _ => self.pieces.push((secs, range)),
         }
     }
@@ -232,22 +237,11 @@ impl Output {
         } = self;
         match destination {
             Destination::Stdout => {
-                // No file names here: merge what is adjacent whatever its
-                // second, and write each run straight from the arena.
+                // Each piece is a run of adjacent lines (`push` merged them):
+                // written straight from the arena.
                 let mut out = io::stdout().lock();
-                let mut pending: Option<Range<usize>> = None;
                 for (_, range) in pieces.iter() {
-                    match &mut pending {
-                        Some(run) if run.end == range.start => run.end = range.end,
-                        _ => {
-                            if let Some(run) = pending.replace(range.clone()) {
-                                out.write_all(&bytes[run])?;
-                            }
-                        }
-                    }
-                }
-                if let Some(run) = pending {
-                    out.write_all(&bytes[run])?;
+                    out.write_all(&bytes[range.clone()])?;
                 }
                 out.flush()
             }

@@ -3,14 +3,13 @@
 //! tools change the running proxy (SPEC §7).
 
 use super::{EventLoop, Slot, Stop};
-use crate::listener::Listener;
+use crate::listener::{Accept, Listener, accept_from};
 use crate::mcp::rpc::Control;
 use crate::mcp::{self, McpConn, Next};
 use crate::rule::PortRule;
 use crate::token::{self, Side};
 use crate::writer::{self, DestKey, Destination};
 use mio::Interest;
-use std::io;
 use std::time::Instant;
 
 impl EventLoop {
@@ -20,18 +19,11 @@ impl EventLoop {
             let Some(Slot::McpListener(listener)) = self.slab.get(key) else {
                 return;
             };
-            let socket = match listener.accept() {
-                Ok((socket, _)) => socket,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => {
+            let socket = match accept_from(listener) {
+                Accept::Connection(socket, _) => socket,
+                Accept::Drained => return,
+                Accept::Retry => continue,
+                Accept::Exhausted(e) => {
                     let port = listener.local_addr().map_or(0, |a| a.port());
                     self.pause_accepts(port, e);
                     return;
