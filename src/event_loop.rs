@@ -87,6 +87,8 @@ pub struct EventLoop {
     flush_now: bool,
     /// Pairs that stopped reading because the log was full: (key, serial).
     throttled: Vec<(usize, u64)>,
+    /// Pairs that yielded with more to read: pumped again next turn.
+    yielded: Vec<(usize, u64)>,
     /// Keys of the MCP connections, for their idle deadlines.
     mcp_conns: Vec<usize>,
 }
@@ -170,6 +172,7 @@ impl EventLoop {
             destinations: Vec::new(),
             flush_now: false,
             throttled: Vec::new(),
+            yielded: Vec::new(),
             mcp_conns: Vec::new(),
         };
         if let Some(port) = mcp_port {
@@ -267,6 +270,7 @@ impl EventLoop {
                     t => self.on_socket(t, event),
                 }
             }
+            self.resume_yielded();
             self.run_due(Instant::now());
             self.free_closed();
         }
@@ -274,6 +278,9 @@ impl EventLoop {
     }
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.yielded.is_empty() {
+            return Some(Duration::ZERO); // Just look for events, then go on.
+        }
         let flush =
             (!self.writer_busy && !self.logger.arena.is_empty()).then(|| self.flush_due(now));
         let connect = self
@@ -435,6 +442,7 @@ impl EventLoop {
             Status::Alive => {}
             Status::Closed => self.to_free.push(key),
             Status::Throttled => self.throttled.push((key, pair.serial)),
+            Status::Yielded => self.yielded.push((key, pair.serial)),
         }
     }
 
@@ -445,6 +453,19 @@ impl EventLoop {
             let Some((key, serial)) = self.throttled.pop() else {
                 return;
             };
+            if matches!(self.slab.get(key), Some(Slot::Pair(p)) if p.serial == serial) {
+                self.with_pair(key, |pair, ctx| pair.resume(ctx));
+            }
+        }
+    }
+
+    /// Gives the pairs that yielded last turn their next turn.
+    fn resume_yielded(&mut self) {
+        let mut yielded = std::mem::take(&mut self.yielded);
+        // A pair that also had an event may have yielded twice.
+        yielded.sort_unstable();
+        yielded.dedup();
+        for (key, serial) in yielded {
             if matches!(self.slab.get(key), Some(Slot::Pair(p)) if p.serial == serial) {
                 self.with_pair(key, |pair, ctx| pair.resume(ctx));
             }

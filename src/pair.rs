@@ -23,6 +23,9 @@ pub enum Status {
     /// Open, but a source was left unread because the log is full: call
     /// `resume` when there is room.
     Throttled,
+    /// Open, and a source may have more to read than one turn takes: call
+    /// `resume` after the other ready work.
+    Yielded,
     /// Sockets closed and `close` logged if due; free the slot after the batch.
     Closed,
 }
@@ -272,7 +275,9 @@ impl Pair {
                     let failed = if end == End::Src { src } else { src.other() };
                     return self.close(ctx, failed);
                 }
-                Pump::Throttled => status = Status::Throttled,
+                Pump::Throttled if status == Status::Alive => status = Status::Throttled,
+                Pump::Throttled => {}
+                Pump::Yielded => status = Status::Yielded,
                 Pump::Blocked | Pump::Finished => {
                     if pipe.eof {
                         self.ends.log_close(log, src);
@@ -287,8 +292,9 @@ impl Pair {
         status
     }
 
-    /// Called when the log has room again after `Status::Throttled`: reads
-    /// what waited (no readiness event will say it is there).
+    /// Called when the log has room again after `Status::Throttled`, or on
+    /// the next turn after `Status::Yielded`: reads what waited (no
+    /// readiness event will say it is there).
     pub fn resume(&mut self, ctx: &mut Ctx) -> Status {
         match self.phase {
             Phase::Open => self.pump_both(true, true, ctx),

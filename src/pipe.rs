@@ -20,6 +20,10 @@ impl HalfClose for mio::net::TcpStream {
     }
 }
 
+/// Reads one `pump` call makes at most before it yields, so one fast
+/// connection cannot hold the loop (and the flush timer) for long.
+pub const READS_PER_TURN: usize = 16;
+
 /// Which end of a pipe failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -36,6 +40,9 @@ pub enum Pump {
     /// event will resume us: the caller must call `pump` again when there
     /// is room.
     Throttled,
+    /// `READS_PER_TURN` reads were made and `src` may have more: no event
+    /// will say so, the caller must call `pump` again after other work.
+    Yielded,
     /// `src` has ended, every byte was delivered and the FIN was passed on.
     Finished,
     /// An I/O error on one end (reset, broken pipe...).
@@ -84,6 +91,7 @@ impl Pipe {
         S: Read,
         D: Write + HalfClose,
     {
+        let mut reads_left = READS_PER_TURN;
         loop {
             if self.pending_len() > 0 {
                 match dst.write(&self.pending[self.sent..]) {
@@ -115,6 +123,10 @@ impl Pipe {
             if !may_read {
                 return Pump::Throttled;
             }
+            if reads_left == 0 {
+                return Pump::Yielded;
+            }
+            reads_left -= 1;
             let limit = READ_CHUNK.min(scratch.len());
             let chunk = &mut scratch[..limit];
             let n = match src.read(chunk) {
@@ -354,5 +366,37 @@ mod tests {
         let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Finished));
         assert_eq!(d.got, b"onetwo");
+    }
+
+    #[test]
+    fn a_source_that_never_blocks_yields_after_a_turn() {
+        let mut pipe = Pipe::default();
+        let chunks = (0..READS_PER_TURN + 3)
+            .map(|i| Ok(vec![i as u8; 10]))
+            .collect();
+        let mut s = src(chunks);
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let mut scratch = vec![0; READ_CHUNK];
+        let mut reads = 0;
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
+        assert!(matches!(out, Pump::Yielded));
+        assert_eq!(reads, READS_PER_TURN);
+        // The next turn goes on where this one stopped.
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
+        assert!(matches!(out, Pump::Blocked));
+        assert_eq!(reads, READS_PER_TURN + 3);
+        let want: Vec<u8> = (0..READS_PER_TURN + 3)
+            .flat_map(|i| vec![i as u8; 10])
+            .collect();
+        assert_eq!(d.got, want);
     }
 }

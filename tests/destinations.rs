@@ -3,7 +3,8 @@
 //! nothing but traffic goes to stdout, files are appended across runs, a
 //! format with no specifier is one file, rotation by each line's own time,
 //! the other specifiers (`%j`, `%%`), nothing written before the flush
-//! interval, a directory removed at run time is created again, and a write
+//! interval, lines written while a transfer that never pauses goes on, a
+//! directory removed at run time is created again, and a write
 //! failure ends the run with one `Error:` line and exit 1.
 
 use std::fs;
@@ -262,6 +263,78 @@ fn nothing_is_written_before_the_flush_interval() {
     assert!(
         values.iter().any(|v| v.get("data").is_some()),
         "data lines written at shutdown"
+    );
+}
+
+/// A client that sends as fast as the proxy takes and a target that reads as
+/// fast as it can: the proxy's reads never find the socket empty. The flush
+/// must still come on time, not when the transfer ends.
+#[test]
+fn lines_are_written_while_a_transfer_that_never_pauses_goes_on() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let tmp = TempDir::new("flush-busy");
+    let sink = crate::util::serve("127.0.0.1", |mut s| {
+        let mut buf = vec![0u8; 256 * 1024];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let _proxy = Proxy::start([
+        "--flush-millis",
+        "100",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, sink.port()),
+    ]);
+    wait_listening(p);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = Arc::new(AtomicBool::new(true));
+    let mut client = connect(p);
+    let sender = {
+        let (stop, sending) = (stop.clone(), sending.clone());
+        thread::spawn(move || {
+            let chunk = vec![0xFF; 256 * 1024]; // slow to encode: the proxy is the bottleneck
+            let until = Instant::now() + 3 * DEADLINE;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                if client.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            sending.store(false, Ordering::SeqCst);
+        })
+    };
+
+    // Only the start of each file is read: the log grows fast.
+    let has_data_line = || {
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let mut head = Vec::new();
+                fs::File::open(entry.path())
+                    .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+                    .is_ok()
+                    && head.windows(8).any(|w| w == b"\"data\":\"")
+            })
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !has_data_line() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let still_sending = sending.load(Ordering::SeqCst);
+    let written = has_data_line();
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    assert!(
+        written,
+        "no data line written within {DEADLINE:?} of a 100 ms flush interval"
+    );
+    assert!(
+        still_sending,
+        "the client must still be sending when the first data line is written"
     );
 }
 
