@@ -241,7 +241,7 @@ impl Output {
                 // written straight from the arena.
                 let mut out = io::stdout().lock();
                 for (_, range) in pieces.iter() {
-                    out.write_all(&bytes[range.clone()])?;
+                    crate::sys::write_through(&mut out, &bytes[range.clone()])?;
                 }
                 out.flush()
             }
@@ -325,7 +325,8 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         other => other?,
     };
-    file.write_all(bytes)
+    crate::sys::drop_cached(&file);
+    crate::sys::write_through(&mut file, bytes)
 }
 
 #[cfg(test)]
