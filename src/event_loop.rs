@@ -3,7 +3,7 @@
 //! network happens on this thread; disk, stdout and name lookups happen on
 //! helper threads that wake it.
 
-use crate::arena::{Arena, Logger, Route};
+use crate::arena::{Logger, Route};
 use crate::listener::{Accept, Listener};
 use crate::mcp::McpConn;
 use crate::pair::{Ctx, Pair, Phase, Status};
@@ -25,10 +25,7 @@ use std::time::{Duration, Instant};
 
 /// SPEC §3: a target that has not answered by then is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Arenas up to this size are kept while idle; bigger ones, grown by a
-/// burst of traffic, are let go once logging has been idle a while.
-const KEEP_ARENA_BYTES: usize = 256 * 1024;
-/// How long logging must be idle before big arenas are let go.
+/// How long logging must be idle before spare arena chunks are let go.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -61,8 +58,6 @@ pub struct EventLoop {
     writer: Writer,
     /// The writer holds an arena; the next one waits until it is back.
     writer_busy: bool,
-    /// An emptied arena the writer gave back, to fill next.
-    spare: Option<Arena>,
     flush_interval: Duration,
     /// When the arena last went from empty to non-empty.
     pending_since: Option<Instant>,
@@ -156,7 +151,6 @@ impl EventLoop {
             resolver: Resolver::new(wake),
             writer,
             writer_busy: false,
-            spare: None,
             flush_interval: Duration::from_millis(flush_millis),
             pending_since: None,
             last_write_start: None,
@@ -505,14 +499,7 @@ impl EventLoop {
             FromWriter::Written(arena) => {
                 self.writer_busy = false;
                 self.logger.in_flight = 0;
-                // Go on filling whichever arena is roomier: the other becomes
-                // the spare for the next flush.
-                let spare = if arena.capacity() > self.logger.arena.capacity() {
-                    self.logger.arena.move_into(arena)
-                } else {
-                    arena
-                };
-                self.spare = Some(spare);
+                self.logger.arena.recycle(arena);
                 self.resume_throttled();
             }
             FromWriter::Failed { destination, error } => {
@@ -556,35 +543,23 @@ impl EventLoop {
         }
     }
 
-    /// When to let go of arenas a burst made big: once logging has been
-    /// idle for a while, so idle memory returns to its baseline.
+    /// When to let go of the spare chunks of the arena: once logging has
+    /// been idle for a while, so idle memory returns to its baseline.
     fn trim_due(&self) -> Option<Instant> {
-        let big = |arena: &Arena| arena.capacity() > KEEP_ARENA_BYTES;
         let idle = !self.writer_busy && self.logger.arena.is_empty();
-        let worth_it = big(&self.logger.arena) || self.spare.as_ref().is_some_and(big);
-        (idle && worth_it).then(|| {
+        (idle && self.logger.arena.has_spares()).then(|| {
             self.last_write_start
                 .map_or(Instant::now(), |t| t + TRIM_AFTER)
         })
     }
 
     fn trim_arenas(&mut self) {
-        if self
-            .spare
-            .as_ref()
-            .is_some_and(|a| a.capacity() > KEEP_ARENA_BYTES)
-        {
-            self.spare = None;
-        }
-        if self.logger.arena.capacity() > KEEP_ARENA_BYTES {
-            self.logger.arena = Arena::default();
-        }
+        self.logger.arena.drop_spares();
     }
 
     /// Swaps the arena for an empty one and hands the full one to the writer.
     fn flush(&mut self, now: Instant) {
-        let fresh = self.spare.take().unwrap_or_default();
-        let full = std::mem::replace(&mut self.logger.arena, fresh);
+        let full = self.logger.arena.take_lines();
         self.logger.in_flight = full.len();
         self.writer.send(full);
         self.writer_busy = true;

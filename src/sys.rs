@@ -3,7 +3,6 @@
 //! written log data from filling the page cache. The only `unsafe` in
 //! rawprox lives here.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -42,40 +41,71 @@ pub fn return_big_buffers_to_the_system() {
 /// Bytes written between two writeback steps of `write_through`.
 const WRITE_PIECE: usize = 8 << 20;
 
-/// Writes all of `bytes` to `out`. When `out` is a regular file the bytes go
-/// in pieces, and what is written does not pile up in the page cache: each
-/// piece's writeback starts once it is written, and the piece before it is
-/// waited for and dropped from the cache. Nothing reads a log back soon, so
-/// cached log pages would only push out other data; and cache pages that
-/// are reused cost far less than fresh ones (on a VM that hands freed memory
+/// Writes a flush to one destination in pieces, and keeps what is written
+/// from piling up in the page cache when the destination is a regular file:
+/// each piece's writeback starts once it is written, and the piece before
+/// it is waited for and dropped from the cache; what earlier flushes left
+/// there is dropped at the start. Nothing reads a log back soon, so cached
+/// log pages would only push out other data; and cache pages that are
+/// reused cost far less than fresh ones (on a VM that hands freed memory
 /// back to the host, a fresh page costs about 1 s per GiB).
-pub fn write_through<W: Write + AsFd>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
-    let fd = out.as_fd().as_raw_fd();
-    let mut previous: Option<Range<i64>> = None;
-    for piece in bytes.chunks(WRITE_PIECE) {
-        out.write_all(piece)?;
-        // SAFETY: lseek only reads the descriptor's offset; it fails on a
-        // pipe or terminal, which have no cache to keep small.
-        let end = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
-        if end < 0 {
-            continue;
-        }
-        let written = previous
-            .as_ref()
-            .map_or(end - piece.len() as i64, |p| p.end)..end;
-        start_writeback(fd, &written);
-        if let Some(before) = previous.replace(written) {
-            finish_writeback_and_drop(fd, &before);
-        }
-    }
-    Ok(())
+pub struct WriteThrough {
+    fd: RawFd,
+    /// The piece before the last one, waiting to be dropped.
+    previous: Option<Range<i64>>,
+    /// Bytes written since the last piece ended.
+    unsynced: usize,
 }
 
-/// Drops the file's cached pages that are already on disk: the last piece
-/// `write_through` wrote there at the previous flush.
-pub fn drop_cached(file: &File) {
-    // SAFETY: advice only; the descriptor is open for the call.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+impl WriteThrough {
+    pub fn new(out: &impl AsFd) -> Self {
+        let fd = out.as_fd().as_raw_fd();
+        // SAFETY: advice only; the descriptor is open for the call. A pipe
+        // or terminal makes it fail, changing nothing.
+        unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        WriteThrough {
+            fd,
+            previous: None,
+            unsynced: 0,
+        }
+    }
+
+    /// Writes all of `bytes` to `out`, the descriptor given to `new`.
+    pub fn write(&mut self, out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+        for part in bytes.chunks(WRITE_PIECE) {
+            out.write_all(part)?;
+            self.unsynced += part.len();
+            if self.unsynced >= WRITE_PIECE {
+                self.end_piece();
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the writeback of the last piece, once `out` is flushed.
+    pub fn finish(mut self) {
+        if self.unsynced > 0 {
+            self.end_piece();
+        }
+    }
+
+    fn end_piece(&mut self) {
+        // SAFETY: lseek only reads the descriptor's offset; it fails on a
+        // pipe or terminal, which have no cache to keep small.
+        let end = unsafe { libc::lseek(self.fd, 0, libc::SEEK_CUR) };
+        let start = self
+            .previous
+            .as_ref()
+            .map_or(end - self.unsynced as i64, |p| p.end);
+        self.unsynced = 0;
+        if end < 0 || start < 0 {
+            return;
+        }
+        start_writeback(self.fd, &(start..end));
+        if let Some(before) = self.previous.replace(start..end) {
+            finish_writeback_and_drop(self.fd, &before);
+        }
+    }
 }
 
 fn start_writeback(fd: RawFd, range: &Range<i64>) {
@@ -113,21 +143,30 @@ mod tests {
             std::env::temp_dir().join(format!("rawprox-write-through-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let first = b"first flush\n".to_vec();
-        let second: Vec<u8> = (0..WRITE_PIECE * 2 + 12_345)
+        let big: Vec<u8> = (0..WRITE_PIECE * 2 + 12_345)
             .map(|i| (i % 251) as u8)
             .collect();
-        for bytes in [&first, &second] {
+        let flushes = [vec![&first[..]], vec![&big[..], b"tail\n", &big[..7]]];
+        for pieces in &flushes {
             let mut file = std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
                 .open(&path)
                 .unwrap();
-            drop_cached(&file);
-            write_through(&mut file, bytes).unwrap();
+            let mut through = WriteThrough::new(&file);
+            for bytes in pieces {
+                through.write(&mut file, bytes).unwrap();
+            }
+            through.finish();
         }
         let got = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert_eq!(got.len(), first.len() + second.len());
-        assert!(got[..first.len()] == first[..] && got[first.len()..] == second[..]);
+        let want: Vec<u8> = flushes.concat().concat();
+        assert!(
+            got == want,
+            "{} bytes written, {} wanted",
+            got.len(),
+            want.len()
+        );
     }
 }

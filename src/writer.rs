@@ -7,8 +7,8 @@
 //! Failures go back to the loop over a channel plus the loop's `Waker`.
 
 use crate::arena::{Arena, Route, Run};
+use crate::sys::WriteThrough;
 use crate::timefmt::FilenameFormat;
-use std::borrow::Cow;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -112,6 +112,13 @@ impl Writer {
     }
 }
 
+/// Lines logged in second `secs`: `range` of arena chunk `chunk`.
+struct Piece {
+    secs: u64,
+    chunk: usize,
+    range: Range<usize>,
+}
+
 /// Every destination the writer knows, and stdout as the console.
 #[derive(Default)]
 struct Outputs {
@@ -125,8 +132,8 @@ struct Output {
     destination: Destination,
     /// Takes traffic lines (stdout may be here only as the console).
     active: bool,
-    /// This flush's pieces: `(second, byte range)`, adjacent ones merged.
-    pieces: Vec<(u64, Range<usize>)>,
+    /// This flush's pieces, adjacent ones merged.
+    pieces: Vec<Piece>,
     names: FileNames,
 }
 
@@ -163,28 +170,38 @@ impl Outputs {
                         output.active = false;
                     }
                 }
-                Run::Lines { secs, range, route } => match route {
-                    Route::Traffic => {
-                        for output in self.list.iter_mut().filter(|o| o.active) {
-                            output.push(secs, range.clone());
+                Run::Lines {
+                    secs,
+                    chunk,
+                    range,
+                    route,
+                } => {
+                    let piece = || Piece {
+                        secs,
+                        chunk,
+                        range: range.clone(),
+                    };
+                    match route {
+                        Route::Traffic => {
+                            for output in self.list.iter_mut().filter(|o| o.active) {
+                                output.push(piece());
+                            }
+                        }
+                        Route::Control { console, dest } => {
+                            if *console && !self.stdout_closed {
+                                self.get_or_add(&Destination::Stdout).push(piece());
+                            }
+                            if let Some(output) = dest.as_ref().and_then(|key| self.find(key)) {
+                                output.push(piece());
+                            }
                         }
                     }
-                    Route::Control { console, dest } => {
-                        if *console && !self.stdout_closed {
-                            self.get_or_add(&Destination::Stdout)
-                                .push(secs, range.clone());
-                        }
-                        if let Some(output) = dest.as_ref().and_then(|key| self.find(key)) {
-                            output.push(secs, range.clone());
-                        }
-                    }
-                },
+                }
             }
         }
-        let bytes = arena.bytes();
         let mut stdout_closed = false;
         self.list.retain_mut(|output| {
-            let result = output.write_pieces(bytes);
+            let result = output.write_pieces(arena);
             output.pieces.clear();
             output.names.rendered.clear();
             match result {
@@ -216,51 +233,54 @@ impl Outputs {
 }
 
 impl Output {
-    /// Adds a range of lines logged in second `secs`; adjacent ranges merge
-    /// (across seconds only for stdout, where no file name depends on them).
-    fn push(&mut self, secs: u64, range: Range<usize>) {
+    /// Adds a piece of lines; adjacent pieces merge (across seconds only for
+    /// stdout, where no file name depends on them).
+    fn push(&mut self, piece: Piece) {
         let any_second = self.destination == Destination::Stdout;
         match self.pieces.last_mut() {
-            Some((s, last)) if (any_second || *s == secs) && last.end == range.start => {
-                last.end = range.end
+            Some(last)
+                if (any_second || last.secs == piece.secs)
+                    && last.chunk == piece.chunk
+                    && last.range.end == piece.range.start =>
+            {
+                last.range.end = piece.range.end
             }
-            _ => self.pieces.push((secs, range)),
+            _ => self.pieces.push(piece),
         }
     }
 
-    fn write_pieces(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write_pieces(&mut self, arena: &Arena) -> io::Result<()> {
         let Output {
             destination,
             pieces,
             names,
             ..
         } = self;
+        let bytes = |p: &Piece| &arena.chunk(p.chunk)[p.range.clone()];
         match destination {
             Destination::Stdout => {
-                // Each piece is a run of adjacent lines (`push` merged them):
-                // written straight from the arena.
+                // Written straight from the arena, piece by piece.
                 let mut out = io::stdout().lock();
-                for (_, range) in pieces.iter() {
-                    crate::sys::write_through(&mut out, &bytes[range.clone()])?;
+                let mut through = WriteThrough::new(&out);
+                for piece in pieces.iter() {
+                    through.write(&mut out, bytes(piece))?;
                 }
-                out.flush()
+                out.flush()?;
+                through.finish();
+                Ok(())
             }
             Destination::Directory { dir, format } => {
-                // Group the ranges by file, keeping first-seen order; adjacent
-                // ranges for one file merge, so usually a file is one slice.
-                let mut files: Vec<(String, Vec<Range<usize>>)> = Vec::new();
-                for (secs, range) in pieces.iter() {
-                    let name = names.name(format, *secs);
-                    match files.iter_mut().find(|(n, _)| *n == name) {
-                        Some((_, ranges)) => match ranges.last_mut() {
-                            Some(last) if last.end == range.start => last.end = range.end,
-                            _ => ranges.push(range.clone()),
-                        },
-                        None => files.push((name.to_owned(), vec![range.clone()])),
+                // Group the pieces by file, keeping first-seen order.
+                let mut files: Vec<(String, Vec<&Piece>)> = Vec::new();
+                for piece in pieces.iter() {
+                    let name = names.name(format, piece.secs);
+                    match files.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, list)) => list.push(piece),
+                        None => files.push((name.to_owned(), vec![piece])),
                     }
                 }
-                for (name, ranges) in files {
-                    append(&Path::new(dir).join(&name), &gather(bytes, &ranges))?;
+                for (name, list) in files {
+                    append(&Path::new(dir).join(name), list.into_iter().map(bytes))?;
                 }
                 Ok(())
             }
@@ -287,20 +307,6 @@ impl FileNames {
     }
 }
 
-/// The bytes of `ranges`, borrowed when there is only one.
-fn gather<'a>(bytes: &'a [u8], ranges: &[Range<usize>]) -> Cow<'a, [u8]> {
-    match ranges {
-        [one] => Cow::Borrowed(&bytes[one.clone()]),
-        many => {
-            let mut joined = Vec::with_capacity(many.iter().map(|r| r.len()).sum());
-            for range in many {
-                joined.extend_from_slice(&bytes[range.clone()]);
-            }
-            Cow::Owned(joined)
-        }
-    }
-}
-
 /// Creates a log directory (and its parents) and proves a file can be made
 /// in it; checked before logging there starts (SPEC §2, §7).
 pub fn prepare_directory(dir: &str) -> Result<(), String> {
@@ -312,9 +318,9 @@ pub fn prepare_directory(dir: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Open in append mode, one write, close. A missing directory (moved or
-/// deleted since) is created again (SPEC §5).
-fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Open in append mode, write the pieces, close. A missing directory (moved
+/// or deleted since) is created again (SPEC §5).
+fn append<'a>(path: &Path, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
     let open = || OpenOptions::new().append(true).create(true).open(path);
     let mut file = match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -325,8 +331,12 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         other => other?,
     };
-    crate::sys::drop_cached(&file);
-    crate::sys::write_through(&mut file, bytes)
+    let mut through = WriteThrough::new(&file);
+    for bytes in pieces {
+        through.write(&mut file, bytes)?;
+    }
+    through.finish();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -357,25 +367,27 @@ mod tests {
         let shown = dir.join("sub").to_string_lossy().to_string();
         let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
         let mut arena = Arena::default();
-        arena.line(0).extend_from_slice(b"before\n");
+        arena.line(0, 64).extend_from_slice(b"before\n");
         arena.add_destination(Destination::Directory {
             dir: shown.clone(),
             format,
         });
-        arena.line(1_000_000).extend_from_slice(b"one-a\n");
-        arena.line(2_000_000).extend_from_slice(b"two\n");
-        arena.line(1_000_001).extend_from_slice(b"one-b\n");
+        arena.line(1_000_000, 64).extend_from_slice(b"one-a\n");
+        arena.line(2_000_000, 64).extend_from_slice(b"two\n");
+        arena.line(1_000_001, 64).extend_from_slice(b"one-b\n");
         writer.send(arena);
         written(&writer);
         let mut again = Arena::default();
-        again.line(1_000_000).extend_from_slice(b"one-c\n");
+        again.line(1_000_000, 64).extend_from_slice(b"one-c\n");
         let own = Route::Control {
             console: false,
             dest: Some(DestKey::Dir(shown.clone())),
         };
-        again.line_for(1_000_000, own).extend_from_slice(b"own\n");
+        again
+            .line_for(1_000_000, own, 64)
+            .extend_from_slice(b"own\n");
         again.remove_destination(DestKey::Dir(shown));
-        again.line(1_000_000).extend_from_slice(b"after\n");
+        again.line(1_000_000, 64).extend_from_slice(b"after\n");
         writer.send(again);
         writer.finish();
         let sub = dir.join("sub");
@@ -402,7 +414,7 @@ mod tests {
             dir: shown.clone(),
             format,
         });
-        arena.line(0).extend_from_slice(b"x\n");
+        arena.line(0, 64).extend_from_slice(b"x\n");
         writer.send(arena);
         match writer.reports.recv_timeout(Duration::from_secs(10)) {
             Ok(FromWriter::Failed { destination, .. }) => {
