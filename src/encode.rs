@@ -52,8 +52,8 @@ fn needs_escape(word: u64) -> u64 {
 
 /// Appends the `data` encoding of `bytes` (without quotes) to `out`, 8
 /// bytes at a time: a run of words whose bytes stand for themselves is copied
-/// in one go; a run of words that need escaping goes through the table
-/// straight into `out`, with no branch on the byte.
+/// in one go; any other word goes through the table into a small buffer, with
+/// no branch on the byte, and is copied from there.
 pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + bytes.len() / 4);
     let words = bytes.len() / 8;
@@ -63,44 +63,42 @@ pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
     };
     let mut i = 0;
     while i < words {
-        let start = i;
-        i += 1;
-        if word_at(start) != 0 {
-            while i < words && word_at(i) != 0 {
+        if word_at(i) != 0 {
+            // Up to 4 words that need escaping go through the table together.
+            let group_start = i;
+            i += 1;
+            while i < words && i - group_start < 4 && word_at(i) != 0 {
                 i += 1;
             }
-            push_through_table(out, &bytes[8 * start..8 * i]);
+            push_through_table(out, &bytes[8 * group_start..8 * i]);
             continue;
         }
         // A plain run: two words per step while both are plain, then one.
+        let run_start = i;
+        i += 1;
         while i + 2 <= words && (word_at(i) | word_at(i + 1)) == 0 {
             i += 2;
         }
         while i < words && word_at(i) == 0 {
             i += 1;
         }
-        out.extend_from_slice(&bytes[8 * start..8 * i]);
+        out.extend_from_slice(&bytes[8 * run_start..8 * i]);
     }
     push_through_table(out, &bytes[8 * words..]);
 }
 
-/// Encodes `bytes` through the table, each byte one 4-byte store into the
-/// reserved end of `out`.
+/// Encodes up to 32 bytes through the table.
 fn push_through_table(out: &mut Vec<u8>, bytes: &[u8]) {
-    // A byte takes at most 3; the last store writes one more.
-    let most = 3 * bytes.len() + 1;
-    out.reserve(most);
-    let spare = &mut out.spare_capacity_mut()[..most];
+    debug_assert!(bytes.len() <= 32);
+    // 32 bytes take at most 96, plus the 4th byte of the last store.
+    let mut buf = [0u8; 100];
     let mut w = 0;
     for &b in bytes {
         let packed = ENCODED[b as usize];
-        spare[w..w + 4].write_copy_of_slice(&packed.to_le_bytes());
+        buf[w..w + 4].copy_from_slice(&packed.to_le_bytes());
         w += (packed >> 24) as usize;
     }
-    let len = out.len() + w;
-    // SAFETY: the `w` bytes after the old length were written just above,
-    // within the reserved capacity.
-    unsafe { out.set_len(len) };
+    out.extend_from_slice(&buf[..w]);
 }
 
 fn push_head(out: &mut Vec<u8>, clock: &mut LineClock, micros: u64, id: &ConnId) {
