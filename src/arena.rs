@@ -179,11 +179,29 @@ impl Arena {
     /// as many as the last one did.
     pub fn recycle(&mut self, written: Arena) {
         let keep = self.used + written.chunks.len() + 1;
-        for mut chunk in written.chunks {
+        // Chunks given back early left empty ones in their place.
+        let kept = written.chunks.into_iter().filter(|c| c.capacity() > 0);
+        self.add_spares(kept.collect());
+        self.chunks.truncate(keep);
+    }
+
+    /// Takes chunks `range` (clamped to the arena) out, leaving empty ones
+    /// in their place so that positions stay valid.
+    pub fn take_chunks(&mut self, range: Range<usize>) -> Vec<Vec<u8>> {
+        let end = range.end.min(self.chunks.len());
+        let start = range.start.min(end);
+        self.chunks[start..end]
+            .iter_mut()
+            .map(std::mem::take)
+            .collect()
+    }
+
+    /// Takes chunks given back early by the writer as spares.
+    pub fn add_spares(&mut self, chunks: Vec<Vec<u8>>) {
+        for mut chunk in chunks {
             chunk.clear();
             self.chunks.push(chunk);
         }
-        self.chunks.truncate(keep);
     }
 
     /// Lets go of the spare chunks.

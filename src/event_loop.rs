@@ -502,6 +502,12 @@ impl EventLoop {
                 self.logger.arena.recycle(arena);
                 self.resume_throttled();
             }
+            FromWriter::Chunks(chunks) => {
+                let written: usize = chunks.iter().map(Vec::len).sum();
+                self.logger.in_flight = self.logger.in_flight.saturating_sub(written);
+                self.logger.arena.add_spares(chunks);
+                self.resume_throttled();
+            }
             FromWriter::Failed { destination, error } => {
                 let message = format!("cannot write to {}: {error}", destination.describe());
                 if !matches!(self.stop, Some(Stop::Failed(_))) {

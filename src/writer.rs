@@ -9,9 +9,10 @@
 use crate::arena::{Arena, Route, Run};
 use crate::sys::WriteThrough;
 use crate::timefmt::FilenameFormat;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -54,6 +55,9 @@ impl DestKey {
 pub enum FromWriter {
     /// An arena is written; it comes back empty for reuse.
     Written(Arena),
+    /// Chunks of the arena being written that nothing left to write needs:
+    /// back early, so the loop fills them instead of fresh memory.
+    Chunks(Vec<Vec<u8>>),
     /// A destination failed and was dropped; the others go on.
     Failed {
         destination: DestKey,
@@ -81,7 +85,7 @@ impl Writer {
             .spawn(move || {
                 let mut outputs = Outputs::default();
                 for mut arena in inbox {
-                    outputs.write(&arena, &outbox);
+                    outputs.write(&mut arena, &outbox, &*wake);
                     arena.clear();
                     let _ = outbox.send(FromWriter::Written(arena));
                     wake();
@@ -111,6 +115,9 @@ impl Writer {
         }
     }
 }
+
+/// Chunks the writer gives back to the loop at a time, while writing.
+const GIVE_BACK_CHUNKS: usize = 8;
 
 /// Lines logged in second `secs`: `range` of arena chunk `chunk`.
 struct Piece {
@@ -161,7 +168,7 @@ impl Outputs {
 
     /// Sorts the arena's runs into each destination's pieces, then writes
     /// each destination once.
-    fn write(&mut self, arena: &Arena, reports: &Sender<FromWriter>) {
+    fn write(&mut self, arena: &mut Arena, reports: &Sender<FromWriter>, wake: &dyn Fn()) {
         for run in arena.runs() {
             match run {
                 Run::Add(destination) => self.get_or_add(destination).active = true,
@@ -199,9 +206,24 @@ impl Outputs {
                 }
             }
         }
+        // With one destination to write (the usual case), chunks go back as
+        // soon as it is past them; with more, the arena comes back whole.
+        // (Past the last piece, `needed_from` is usize::MAX: the arena
+        // itself goes back then.)
+        let single = self.list.iter().filter(|o| !o.pieces.is_empty()).count() == 1;
+        let mut given_back = 0;
+        let mut give_back = |arena: &mut Arena, needed_from: usize| {
+            if single && needed_from != usize::MAX && needed_from >= given_back + GIVE_BACK_CHUNKS {
+                let _ = reports.send(FromWriter::Chunks(
+                    arena.take_chunks(given_back..needed_from),
+                ));
+                wake();
+                given_back = needed_from;
+            }
+        };
         let mut stdout_closed = false;
         self.list.retain_mut(|output| {
-            let result = output.write_pieces(arena);
+            let result = output.write_pieces(arena, &mut give_back);
             output.pieces.clear();
             output.names.rendered.clear();
             match result {
@@ -249,43 +271,79 @@ impl Output {
         }
     }
 
-    fn write_pieces(&mut self, arena: &Arena) -> io::Result<()> {
+    /// Writes this flush's pieces. After each, `give_back` learns the
+    /// lowest chunk that the pieces still to write read.
+    fn write_pieces(
+        &mut self,
+        arena: &mut Arena,
+        give_back: &mut dyn FnMut(&mut Arena, usize),
+    ) -> io::Result<()> {
         let Output {
             destination,
             pieces,
             names,
             ..
         } = self;
-        let bytes = |p: &Piece| &arena.chunk(p.chunk)[p.range.clone()];
+        // Stdout takes the pieces as they come; a directory groups them by
+        // file, in first-seen order: `(file name, piece indices)`.
+        let mut files: Vec<(String, Vec<usize>)> = Vec::new();
         match destination {
-            Destination::Stdout => {
-                // Written straight from the arena, piece by piece.
-                let mut out = io::stdout().lock();
-                let mut through = WriteThrough::new(&out);
-                for piece in pieces.iter() {
-                    through.write(&mut out, bytes(piece))?;
-                }
-                out.flush()?;
-                through.finish();
-                Ok(())
-            }
-            Destination::Directory { dir, format } => {
-                // Group the pieces by file, keeping first-seen order.
-                let mut files: Vec<(String, Vec<&Piece>)> = Vec::new();
-                for piece in pieces.iter() {
+            Destination::Stdout => files.push((String::new(), (0..pieces.len()).collect())),
+            Destination::Directory { format, .. } => {
+                for (i, piece) in pieces.iter().enumerate() {
                     let name = names.name(format, piece.secs);
                     match files.iter_mut().find(|(n, _)| n == name) {
-                        Some((_, list)) => list.push(piece),
-                        None => files.push((name.to_owned(), vec![piece])),
+                        Some((_, list)) => list.push(i),
+                        None => files.push((name.to_owned(), vec![i])),
                     }
                 }
-                for (name, list) in files {
-                    append(&Path::new(dir).join(name), list.into_iter().map(bytes))?;
-                }
-                Ok(())
             }
         }
+        let order: Vec<&Piece> = files
+            .iter()
+            .flat_map(|(_, list)| list.iter().map(|&i| &pieces[i]))
+            .collect();
+        // still_needed[j]: the lowest chunk that order[j..] reads.
+        let mut still_needed = vec![usize::MAX; order.len() + 1];
+        for j in (0..order.len()).rev() {
+            still_needed[j] = still_needed[j + 1].min(order[j].chunk);
+        }
+        let mut written = 0;
+        for (name, list) in &files {
+            let todo = &order[written..written + list.len()];
+            let needed = &still_needed[written + 1..];
+            match destination {
+                Destination::Stdout => {
+                    write_file(&mut io::stdout().lock(), arena, todo, needed, give_back)?
+                }
+                Destination::Directory { dir, .. } => {
+                    let mut file = open_append(&Path::new(dir).join(name))?;
+                    write_file(&mut file, arena, todo, needed, give_back)?
+                }
+            }
+            written += list.len();
+        }
+        Ok(())
     }
+}
+
+/// Writes `pieces` to `out`, telling `give_back` after piece `j` that the
+/// rest read no chunk below `still_needed[j]`.
+fn write_file<W: Write + AsFd>(
+    out: &mut W,
+    arena: &mut Arena,
+    pieces: &[&Piece],
+    still_needed: &[usize],
+    give_back: &mut dyn FnMut(&mut Arena, usize),
+) -> io::Result<()> {
+    let mut through = WriteThrough::new(out);
+    for (piece, &needed) in pieces.iter().zip(still_needed) {
+        through.write(out, &arena.chunk(piece.chunk)[piece.range.clone()])?;
+        give_back(arena, needed);
+    }
+    out.flush()?;
+    through.finish();
+    Ok(())
 }
 
 /// File names by second: each second is rendered once.
@@ -318,25 +376,19 @@ pub fn prepare_directory(dir: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Open in append mode, write the pieces, close. A missing directory (moved
-/// or deleted since) is created again (SPEC §5).
-fn append<'a>(path: &Path, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+/// Opens a log file in append mode. A missing directory (moved or deleted
+/// since) is created again (SPEC §5).
+fn open_append(path: &Path) -> io::Result<File> {
     let open = || OpenOptions::new().append(true).create(true).open(path);
-    let mut file = match open() {
+    match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent)?;
             }
-            open()?
+            open()
         }
-        other => other?,
-    };
-    let mut through = WriteThrough::new(&file);
-    for bytes in pieces {
-        through.write(&mut file, bytes)?;
+        other => other,
     }
-    through.finish();
-    Ok(())
 }
 
 #[cfg(test)]
@@ -397,6 +449,54 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(sub.join("02.log")).unwrap(), "two\n");
         assert!(!sub.join("00.log").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn chunks_come_back_as_soon_as_the_rest_no_longer_reads_them() {
+        use crate::arena::CHUNK_BYTES;
+        let dir = temp_dir("give-back");
+        let format = FilenameFormat::parse("%S.log").unwrap();
+        let shown = dir.to_string_lossy().to_string();
+        let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let mut arena = Arena::default();
+        arena.add_destination(Destination::Directory { dir: shown, format });
+        // A line per chunk: 20 in second 1, 20 in second 2, then one more in
+        // second 1, which its file (written first) takes last.
+        let seconds: Vec<u64> = [1; 20].into_iter().chain([2; 20]).chain([1]).collect();
+        for (i, secs) in seconds.iter().enumerate() {
+            let line = format!("{i}\n");
+            arena
+                .line(secs * 1_000_000, CHUNK_BYTES)
+                .extend_from_slice(line.as_bytes());
+        }
+        writer.send(arena);
+        let mut early = 0;
+        let rest = loop {
+            match writer.reports.recv_timeout(Duration::from_secs(10)) {
+                Ok(FromWriter::Chunks(chunks)) => {
+                    assert!(chunks.iter().all(|c| c.capacity() >= CHUNK_BYTES));
+                    early += chunks.len();
+                }
+                Ok(FromWriter::Written(back)) => break back,
+                Ok(_) => panic!("unexpected report"),
+                Err(_) => panic!("no report"),
+            }
+        };
+        writer.finish();
+        let mut back = Arena::default();
+        back.recycle(rest);
+        assert!(early > 0, "no chunk came back before the whole arena");
+        assert_eq!(
+            early * CHUNK_BYTES + back.spare_capacity(),
+            seconds.len() * CHUNK_BYTES
+        );
+        let lines = |secs: u64| -> String {
+            let mine = seconds.iter().enumerate().filter(|(_, s)| **s == secs);
+            mine.map(|(i, _)| format!("{i}\n")).collect()
+        };
+        assert_eq!(fs::read_to_string(dir.join("01.log")).unwrap(), lines(1));
+        assert_eq!(fs::read_to_string(dir.join("02.log")).unwrap(), lines(2));
         fs::remove_dir_all(&dir).unwrap();
     }
 
