@@ -42,12 +42,13 @@ RAWPROX = os.path.join(ROOT, "release", "rawprox.exe")
 
 FLUSH_SECONDS = 2  # rawprox's default --flush-millis
 IPERF_PORT, NGINX_PORT, ECHO_PORT = 15201, 18080, 19999
-# Front ports of each setup: (bulk, http, echo).
+# Front ports of each setup: (bulk, http, echo); all below Linux's
+# ephemeral range (32768 and up), so no client socket holds one.
 FRONTS = {
     "no proxy": (IPERF_PORT, NGINX_PORT, ECHO_PORT),
     "haproxy": (25201, 28080, 29999),
-    "rawprox @DIR": (35201, 38080, 39999),
-    "rawprox >file": (45201, 48080, 49999),
+    "rawprox @DIR": (26201, 26080, 26999),
+    "rawprox >file": (27201, 27080, 27999),
 }
 
 

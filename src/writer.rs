@@ -1,10 +1,11 @@
 //! The writer thread (SPEC §5): owns every destination, takes full arenas
-//! from the loop, writes them out, and hands the emptied arena back for
-//! reuse. Each destination gets the traffic lines logged while it was active
-//! plus its own control lines; stdout also carries the control events meant
-//! for the controller. For a directory: open–append–close once per file per
-//! flush, one write per file, the file chosen by each line's own time.
-//! Failures go back to the loop over a channel plus the loop's `Waker`.
+//! from the loop, writes them out, and hands the emptied chunks back for
+//! reuse, early when it can. Each destination gets the traffic lines logged
+//! while it was active plus its own control lines; stdout also carries the
+//! control events meant for the controller. For a directory: open–append–
+//! close once per file per flush, the file chosen by each line's own time;
+//! the bytes go out through `WriteThrough`, past the page cache. Failures go
+//! back to the loop over a channel plus the loop's `Waker`.
 
 use crate::arena::{Arena, Route, Run};
 use crate::sys::WriteThrough;
