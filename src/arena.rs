@@ -158,6 +158,7 @@ impl Arena {
     }
 
     /// Bytes held by spare chunks.
+    #[cfg(test)]
     pub fn spare_capacity(&self) -> usize {
         self.chunks[self.used..].iter().map(Vec::capacity).sum()
     }

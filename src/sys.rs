@@ -38,7 +38,7 @@ pub fn return_big_buffers_to_the_system() {
     }
 }
 
-/// Bytes written between two writeback steps of `write_through`.
+/// Bytes `WriteThrough` writes between two writeback steps.
 const WRITE_PIECE: usize = 8 << 20;
 
 /// Writes a flush to one destination in pieces, and keeps what is written

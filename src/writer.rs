@@ -289,6 +289,7 @@ impl Output {
         // file, in first-seen order: `(file name, piece indices)`.
         let mut files: Vec<(String, Vec<usize>)> = Vec::new();
         match destination {
+            Destination::Stdout if pieces.is_empty() => {}
             Destination::Stdout => files.push((String::new(), (0..pieces.len()).collect())),
             Destination::Directory { format, .. } => {
                 for (i, piece) in pieces.iter().enumerate() {
