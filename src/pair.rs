@@ -1,12 +1,13 @@
 //! A client/target pair: the connect phases, the two pipes, and the rules for
 //! logging `open` and exactly one `close` (SPEC §3, §4). Sockets are registered
 //! once for READABLE | WRITABLE (edge-triggered, as nginx does) and never
-//! reregistered: `Pipe::pump` runs until WouldBlock, so every edge is consumed
-//! and interest never needs editing.
+//! reregistered: `Pipe::pump` runs until WouldBlock (or a short read that
+//! emptied the socket), so every edge is consumed and interest never needs
+//! editing.
 
 use crate::arena::Logger;
 use crate::connid::ConnId;
-use crate::pipe::{End, Pipe, Pump};
+use crate::pipe::{End, Pipe, Pump, Reading};
 use crate::timefmt::now_micros;
 use crate::token::{Side, token};
 use mio::event::Event;
@@ -183,7 +184,11 @@ impl Pair {
                     Side::Client => (readable, writable && self.down.waits_to_write()),
                     Side::Target => (writable && self.up.waits_to_write(), readable),
                 };
-                self.pump_both(up, down, ctx)
+                // Edge-triggered: a read shorter than asked emptied the
+                // socket, and new bytes will bring a new event. A FIN that
+                // came before this event brings none: then read to the end.
+                let drained = (readable && !failed && !event.is_read_closed()).then_some(side);
+                self.pump_both(up, down, drained, ctx)
             }
             _ => Status::Alive,
         }
@@ -228,13 +233,14 @@ impl Pair {
         let (from, to) = self.ends.addresses(Side::Client);
         let id = ctx.log.open(now_micros(), from, to, self.listen_port);
         self.ends.conn_id = Some(id);
-        self.pump_both(true, true, ctx)
+        self.pump_both(true, true, None, ctx)
     }
 
     /// Moves bytes in the directions an event may have unblocked. A source
     /// that ended gets its `close` logged before the other direction moves,
     /// so lines stay in the order things happened.
-    fn pump_both(&mut self, up: bool, down: bool, ctx: &mut Ctx) -> Status {
+    /// `drained`: the side whose socket a short read empties (see `on_event`).
+    fn pump_both(&mut self, up: bool, down: bool, drained: Option<Side>, ctx: &mut Ctx) -> Status {
         let (Some(target), Some(id)) = (self.target.as_mut(), self.ends.conn_id) else {
             return Status::Alive;
         };
@@ -259,14 +265,20 @@ impl Pair {
                     &mut self.client,
                     target,
                     ctx.scratch,
-                    may_read,
+                    Reading {
+                        may_read,
+                        short_read_drains: drained == Some(src),
+                    },
                     &mut log_data,
                 ),
                 Side::Target => pipe.pump(
                     target,
                     &mut self.client,
                     ctx.scratch,
-                    may_read,
+                    Reading {
+                        may_read,
+                        short_read_drains: drained == Some(src),
+                    },
                     &mut log_data,
                 ),
             };
@@ -297,7 +309,7 @@ impl Pair {
     /// readiness event will say it is there).
     pub fn resume(&mut self, ctx: &mut Ctx) -> Status {
         match self.phase {
-            Phase::Open => self.pump_both(true, true, ctx),
+            Phase::Open => self.pump_both(true, true, None, ctx),
             Phase::Closed => Status::Closed,
             _ => Status::Alive,
         }

@@ -24,6 +24,17 @@ impl HalfClose for mio::net::TcpStream {
 /// connection cannot hold the loop (and the flush timer) for long.
 pub const READS_PER_TURN: usize = 16;
 
+/// How `pump` may read from `src`.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// False when the log is full: nothing is read.
+    pub may_read: bool,
+    /// A read shorter than asked means `src` is empty for now: stop there
+    /// instead of reading again to see `WouldBlock` (edge-triggered events
+    /// announce new bytes).
+    pub short_read_drains: bool,
+}
+
 /// Which end of a pipe failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -76,21 +87,23 @@ impl Pipe {
     /// Moves bytes from `src` to `dst` until one of them would block, `src`
     /// ends, or an error occurs. Each read is passed to `log` before it is
     /// written; `log` answers whether the log has room for more, and reading
-    /// stops when it has not (as it does when `may_read` is false from the
-    /// start). Called on every readiness event of either end; always safe to
-    /// call again.
+    /// stops when it has not (as it does when `reading.may_read` is false
+    /// from the start). Called on every readiness event of either end;
+    /// always safe to call again.
     pub fn pump<S, D>(
         &mut self,
         src: &mut S,
         dst: &mut D,
         scratch: &mut [u8],
-        mut may_read: bool,
+        reading: Reading,
         log: &mut impl FnMut(&[u8]) -> bool,
     ) -> Pump
     where
         S: Read,
         D: Write + HalfClose,
     {
+        let mut may_read = reading.may_read;
+        let mut drained = false;
         let mut reads_left = READS_PER_TURN;
         loop {
             if self.pending_len() > 0 {
@@ -120,6 +133,9 @@ impl Pipe {
                 }
                 return Pump::Finished;
             }
+            if drained {
+                return Pump::Blocked;
+            }
             if !may_read {
                 return Pump::Throttled;
             }
@@ -140,6 +156,7 @@ impl Pipe {
                 Err(e) => return Pump::Failed(End::Src, e),
             };
             may_read = log(&chunk[..n]);
+            drained = reading.short_read_drains && n < limit;
             let taken = match dst.write(&chunk[..n]) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -216,6 +233,15 @@ mod tests {
         }
     }
 
+    const READ: Reading = Reading {
+        may_read: true,
+        short_read_drains: false,
+    };
+    const PAUSED: Reading = Reading {
+        may_read: false,
+        short_read_drains: false,
+    };
+
     fn src(chunks: Vec<io::Result<Vec<u8>>>) -> FakeSrc {
         FakeSrc {
             chunks: chunks.into(),
@@ -232,7 +258,7 @@ mod tests {
         };
         let mut logged = Vec::new();
         let mut scratch = vec![0; READ_CHUNK];
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |b: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |b: &[u8]| {
             logged.push(b.to_vec());
             true
         });
@@ -252,7 +278,7 @@ mod tests {
         };
         let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
             reads += 1;
             true
         });
@@ -262,7 +288,7 @@ mod tests {
         assert_eq!(s.chunks.len(), 1);
         // The destination frees up: pending goes first, then the next read.
         d.room = usize::MAX;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
             reads += 1;
             true
         });
@@ -283,17 +309,17 @@ mod tests {
             ..Default::default()
         };
         let mut scratch = vec![0; READ_CHUNK];
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Blocked));
         assert!(!d.fin);
         d.room = usize::MAX;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Finished));
         assert!(pipe.eof && pipe.fin_sent && d.fin);
         assert_eq!(d.got, b"abc");
         // Calling again is harmless.
         assert!(matches!(
-            pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true),
+            pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| true),
             Pump::Finished
         ));
     }
@@ -307,7 +333,7 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Failed(End::Src, _)));
 
         let mut pipe = Pipe::default();
@@ -317,7 +343,7 @@ mod tests {
             ..Default::default()
         };
         let mut logged = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
             logged += 1;
             true
         });
@@ -335,7 +361,7 @@ mod tests {
         };
         let mut sizes = Vec::new();
         let mut scratch = vec![0; READ_CHUNK * 4];
-        pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |b: &[u8]| {
+        pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |b: &[u8]| {
             sizes.push(b.len());
             true
         });
@@ -356,14 +382,14 @@ mod tests {
         };
         let mut scratch = vec![0; READ_CHUNK];
         // Full from the start: nothing is read.
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, false, &mut |_: &[u8]| true);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, PAUSED, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Throttled));
         assert!(d.got.is_empty());
         // Full after the first read: that read is delivered, no other.
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| false);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| false);
         assert!(matches!(out, Pump::Throttled));
         assert_eq!(d.got, b"one");
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| true);
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| true);
         assert!(matches!(out, Pump::Finished));
         assert_eq!(d.got, b"onetwo");
     }
@@ -381,14 +407,14 @@ mod tests {
         };
         let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
             reads += 1;
             true
         });
         assert!(matches!(out, Pump::Yielded));
         assert_eq!(reads, READS_PER_TURN);
         // The next turn goes on where this one stopped.
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, true, &mut |_: &[u8]| {
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
             reads += 1;
             true
         });
@@ -398,5 +424,41 @@ mod tests {
             .flat_map(|i| vec![i as u8; 10])
             .collect();
         assert_eq!(d.got, want);
+    }
+
+    #[test]
+    fn a_short_read_ends_the_turn_when_it_drains_the_source() {
+        let mut s = src(vec![
+            Ok(vec![1; READ_CHUNK]),
+            Ok(b"short".to_vec()),
+            Ok(b"later".to_vec()),
+        ]);
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let mut scratch = vec![0; READ_CHUNK];
+        let drains = Reading {
+            may_read: true,
+            short_read_drains: true,
+        };
+        let mut reads = 0;
+        let mut pipe = Pipe::default();
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, drains, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
+        // A full read goes on; the short one ends the turn, no read after it.
+        assert!(matches!(out, Pump::Blocked));
+        assert_eq!(reads, 2);
+        assert_eq!(d.got.len(), READ_CHUNK + 5);
+        // Without the promise, reading goes on to WouldBlock.
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
+            reads += 1;
+            true
+        });
+        assert!(matches!(out, Pump::Blocked));
+        assert_eq!(reads, 3);
+        assert!(d.got.ends_with(b"shortlater"));
     }
 }
