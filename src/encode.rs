@@ -299,15 +299,19 @@ mod tests {
         out
     }
 
-    #[test]
-    fn fast_paths_match_the_reference_at_every_alignment() {
-        let mut state = 0x1234_5678_9ABC_DEF1u64;
-        let mut next = move || {
+    /// A xorshift generator: the same numbers on every run.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn fast_paths_match_the_reference_at_every_alignment() {
+        let mut next = xorshift(0x1234_5678_9ABC_DEF1);
         // Mostly plain text with a special byte here and there, so that both
         // the 8-byte path and the table path run, at every offset.
         for len in 0..200 {
@@ -338,15 +342,8 @@ mod tests {
     /// group of four.
     #[test]
     fn binary_runs_match_the_reference() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let random: Vec<u8> = (0..400)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        let random: Vec<u8> = (0..400).map(|_| next() as u8).collect();
         for offset in 0..16 {
             for len in 0..=200 {
                 let bytes = &random[offset..offset + len];
@@ -387,16 +384,9 @@ mod tests {
 
     #[test]
     fn random_bytes_round_trip() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         for len in [1usize, 7, 100, 4096, 32 * 1024] {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let text = format!("\"{}\"", encoded(&bytes));
             let parsed: String = serde_json::from_str(&text).unwrap();
             assert_eq!(percent_decode(&parsed).unwrap(), bytes, "length {len}");
