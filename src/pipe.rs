@@ -242,6 +242,21 @@ mod tests {
         short_read_drains: false,
     };
 
+    /// One `pump` with a scratch buffer of one read, counting the reads.
+    fn pump_counting(
+        pipe: &mut Pipe,
+        s: &mut FakeSrc,
+        d: &mut FakeDst,
+        reading: Reading,
+        reads: &mut usize,
+    ) -> Pump {
+        let mut scratch = vec![0; READ_CHUNK];
+        pipe.pump(s, d, &mut scratch, reading, &mut |_: &[u8]| {
+            *reads += 1;
+            true
+        })
+    }
+
     fn src(chunks: Vec<io::Result<Vec<u8>>>) -> FakeSrc {
         FakeSrc {
             chunks: chunks.into(),
@@ -276,22 +291,15 @@ mod tests {
             room: 30,
             ..Default::default()
         };
-        let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, READ, &mut reads);
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 1, "must not read while bytes are pending");
         assert_eq!(pipe.pending_len(), 70);
         assert_eq!(s.chunks.len(), 1);
         // The destination frees up: pending goes first, then the next read.
         d.room = usize::MAX;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, READ, &mut reads);
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 2);
         let mut want = vec![1; 100];
@@ -405,19 +413,12 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let mut scratch = vec![0; READ_CHUNK];
         let mut reads = 0;
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, READ, &mut reads);
         assert!(matches!(out, Pump::Yielded));
         assert_eq!(reads, READS_PER_TURN);
         // The next turn goes on where this one stopped.
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, READ, &mut reads);
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, READS_PER_TURN + 3);
         let want: Vec<u8> = (0..READS_PER_TURN + 3)
@@ -437,26 +438,19 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let mut scratch = vec![0; READ_CHUNK];
         let drains = Reading {
             may_read: true,
             short_read_drains: true,
         };
         let mut reads = 0;
         let mut pipe = Pipe::default();
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, drains, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, drains, &mut reads);
         // A full read goes on; the short one ends the turn, no read after it.
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 2);
         assert_eq!(d.got.len(), READ_CHUNK + 5);
         // Without the promise, reading goes on to WouldBlock.
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, READ, &mut |_: &[u8]| {
-            reads += 1;
-            true
-        });
+        let out = pump_counting(&mut pipe, &mut s, &mut d, READ, &mut reads);
         assert!(matches!(out, Pump::Blocked));
         assert_eq!(reads, 3);
         assert!(d.got.ends_with(b"shortlater"));
