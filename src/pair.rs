@@ -7,7 +7,7 @@
 
 use crate::arena::Logger;
 use crate::connid::ConnId;
-use crate::pipe::{End, Pipe, Pump, Reading};
+use crate::pipe::{End, Pipe, Pump, Turn};
 use crate::timefmt::now_micros;
 use crate::token::{Side, token};
 use mio::event::Event;
@@ -172,7 +172,7 @@ impl Pair {
     /// Called for every readiness event on either socket of this pair.
     pub fn on_event(&mut self, key: usize, side: Side, event: &Event, ctx: &mut Ctx) -> Status {
         match self.phase {
-            Phase::Connecting { .. } if side == Side::Target => self.check_connect(key, ctx),
+            Phase::Connecting { .. } if side == Side::Target => self.check_connect(key, event, ctx),
             Phase::Open => {
                 let failed = event.is_error();
                 let readable = failed || event.is_readable() || event.is_read_closed();
@@ -194,26 +194,41 @@ impl Pair {
         }
     }
 
-    /// mio's recipe: on an event, `take_error`, then `peer_addr`
-    /// (`NotConnected` means not yet).
-    fn check_connect(&mut self, key: usize, ctx: &mut Ctx) -> Status {
+    /// An event on the connecting target. Linux reports a connecting socket
+    /// writable only once the handshake is done, and a failed connect comes
+    /// with an error or hangup, so a plain writable event means connected.
+    /// Anything else takes mio's recipe: `take_error`, then `peer_addr`
+    /// (`NotConnected` means not yet); two system calls per connection that
+    /// the common case saves.
+    fn check_connect(&mut self, key: usize, event: &Event, ctx: &mut Ctx) -> Status {
         let Some(target) = &self.target else {
             return Status::Alive;
         };
-        match target.take_error() {
-            Ok(None) => {}
-            Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
+        let plain_writable = event.is_writable()
+            && !event.is_error()
+            && !event.is_write_closed()
+            && !event.is_read_closed();
+        if !plain_writable {
+            match target.take_error() {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
+            }
+            match target.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Alive,
+                Err(_) => return self.connect_next(key, ctx),
+            }
         }
-        match target.peer_addr() {
-            Ok(_) => self.open(key, ctx),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Status::Alive,
-            Err(_) => self.connect_next(key, ctx),
-        }
+        // Bytes the target sent already came with this event (epoll reports
+        // the state when it is read); later ones bring an event of their own.
+        let target_readable = event.is_readable() || event.is_read_closed();
+        self.open(key, target_readable, ctx)
     }
 
     /// The target accepted: log `open`, start watching the client, and move
-    /// whatever the client sent meanwhile.
-    fn open(&mut self, key: usize, ctx: &mut Ctx) -> Status {
+    /// whatever the client sent meanwhile (and what the target sent, if
+    /// `target_readable`).
+    fn open(&mut self, key: usize, target_readable: bool, ctx: &mut Ctx) -> Status {
         if ctx
             .registry
             .register(
@@ -233,7 +248,9 @@ impl Pair {
         let (from, to) = self.ends.addresses(Side::Client);
         let id = ctx.log.open(now_micros(), from, to, self.listen_port);
         self.ends.conn_id = Some(id);
-        self.pump_both(true, true, None, ctx)
+        // The client was registered just now: a short read empties it, and
+        // anything later brings an event.
+        self.pump_both(true, target_readable, Some(Side::Client), ctx)
     }
 
     /// Moves bytes in the directions an event may have unblocked. A source
@@ -256,31 +273,24 @@ impl Pair {
                 log.data(now_micros(), &id, data, from, to);
                 log.has_room()
             };
-            let pipe = match src {
-                Side::Client => &mut self.up,
-                Side::Target => &mut self.down,
+            let (pipe, other) = match src {
+                Side::Client => (&mut self.up, &self.down),
+                Side::Target => (&mut self.down, &self.up),
+            };
+            let turn = Turn {
+                may_read,
+                short_read_drains: drained == Some(src),
+                // The other direction has ended: once this one ends too,
+                // both sockets are closed below, and the close sends the FIN.
+                close_passes_fin: other.fin_sent,
             };
             let outcome = match src {
-                Side::Client => pipe.pump(
-                    &mut self.client,
-                    target,
-                    ctx.scratch,
-                    Reading {
-                        may_read,
-                        short_read_drains: drained == Some(src),
-                    },
-                    &mut log_data,
-                ),
-                Side::Target => pipe.pump(
-                    target,
-                    &mut self.client,
-                    ctx.scratch,
-                    Reading {
-                        may_read,
-                        short_read_drains: drained == Some(src),
-                    },
-                    &mut log_data,
-                ),
+                Side::Client => {
+                    pipe.pump(&mut self.client, target, ctx.scratch, turn, &mut log_data)
+                }
+                Side::Target => {
+                    pipe.pump(target, &mut self.client, ctx.scratch, turn, &mut log_data)
+                }
             };
             match outcome {
                 Pump::Failed(end, _) => {

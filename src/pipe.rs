@@ -24,15 +24,18 @@ impl HalfClose for mio::net::TcpStream {
 /// connection cannot hold the loop (and the flush timer) for long.
 pub const READS_PER_TURN: usize = 16;
 
-/// How `pump` may read from `src`.
+/// What one `pump` call may do.
 #[derive(Debug, Clone, Copy)]
-pub struct Reading {
+pub struct Turn {
     /// False when the log is full: nothing is read.
     pub may_read: bool,
     /// A read shorter than asked means `src` is empty for now: stop there
     /// instead of reading again to see `WouldBlock` (edge-triggered events
     /// announce new bytes).
     pub short_read_drains: bool,
+    /// The other direction has ended too, so `dst` is closed as soon as this
+    /// pump finishes, and closing it passes the FIN on: no shutdown call.
+    pub close_passes_fin: bool,
 }
 
 /// Which end of a pipe failed.
@@ -87,7 +90,7 @@ impl Pipe {
     /// Moves bytes from `src` to `dst` until one of them would block, `src`
     /// ends, or an error occurs. Each read is passed to `log` before it is
     /// written; `log` answers whether the log has room for more, and reading
-    /// stops when it has not (as it does when `reading.may_read` is false
+    /// stops when it has not (as it does when `turn.may_read` is false
     /// from the start). Called on every readiness event of either end;
     /// always safe to call again.
     pub fn pump<S, D>(
@@ -95,14 +98,14 @@ impl Pipe {
         src: &mut S,
         dst: &mut D,
         scratch: &mut [u8],
-        reading: Reading,
+        turn: Turn,
         log: &mut impl FnMut(&[u8]) -> bool,
     ) -> Pump
     where
         S: Read,
         D: Write + HalfClose,
     {
-        let mut may_read = reading.may_read;
+        let mut may_read = turn.may_read;
         let mut drained = false;
         let mut reads_left = READS_PER_TURN;
         loop {
@@ -126,8 +129,10 @@ impl Pipe {
             if self.eof {
                 if !self.fin_sent {
                     // SPEC §3: pass the FIN on once everything before it is sent.
-                    if let Err(e) = dst.shutdown_write() {
-                        return Pump::Failed(End::Dst, e);
+                    if !turn.close_passes_fin {
+                        if let Err(e) = dst.shutdown_write() {
+                            return Pump::Failed(End::Dst, e);
+                        }
                     }
                     self.fin_sent = true;
                 }
@@ -156,7 +161,7 @@ impl Pipe {
                 Err(e) => return Pump::Failed(End::Src, e),
             };
             may_read = log(&chunk[..n]);
-            drained = reading.short_read_drains && n < limit;
+            drained = turn.short_read_drains && n < limit;
             let taken = match dst.write(&chunk[..n]) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -233,13 +238,14 @@ mod tests {
         }
     }
 
-    const READ: Reading = Reading {
+    const READ: Turn = Turn {
         may_read: true,
         short_read_drains: false,
+        close_passes_fin: false,
     };
-    const PAUSED: Reading = Reading {
+    const PAUSED: Turn = Turn {
         may_read: false,
-        short_read_drains: false,
+        ..READ
     };
 
     /// One `pump` with a scratch buffer of one read, counting the reads.
@@ -247,11 +253,11 @@ mod tests {
         pipe: &mut Pipe,
         s: &mut FakeSrc,
         d: &mut FakeDst,
-        reading: Reading,
+        turn: Turn,
         reads: &mut usize,
     ) -> Pump {
         let mut scratch = vec![0; READ_CHUNK];
-        pipe.pump(s, d, &mut scratch, reading, &mut |_: &[u8]| {
+        pipe.pump(s, d, &mut scratch, turn, &mut |_: &[u8]| {
             *reads += 1;
             true
         })
@@ -332,6 +338,26 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn when_closing_passes_the_fin_no_shutdown_is_made() {
+        let mut pipe = Pipe::default();
+        let mut s = src(vec![Ok(b"abc".to_vec()), Ok(Vec::new())]);
+        let mut d = FakeDst {
+            room: usize::MAX,
+            ..Default::default()
+        };
+        let mut scratch = vec![0; READ_CHUNK];
+        let last = Turn {
+            close_passes_fin: true,
+            ..READ
+        };
+        let out = pipe.pump(&mut s, &mut d, &mut scratch, last, &mut |_: &[u8]| true);
+        assert!(matches!(out, Pump::Finished));
+        // Everything delivered and the FIN counted as passed, but the
+        // socket is left for the caller to close.
+        assert!(pipe.eof && pipe.fin_sent && !d.fin);
+        assert_eq!(d.got, b"abc");
+    }
     #[test]
     fn errors_name_the_failing_end() {
         let mut scratch = vec![0; READ_CHUNK];
@@ -438,9 +464,9 @@ mod tests {
             room: usize::MAX,
             ..Default::default()
         };
-        let drains = Reading {
-            may_read: true,
+        let drains = Turn {
             short_read_drains: true,
+            ..READ
         };
         let mut reads = 0;
         let mut pipe = Pipe::default();
