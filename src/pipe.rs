@@ -129,10 +129,10 @@ impl Pipe {
             if self.eof {
                 if !self.fin_sent {
                     // SPEC §3: pass the FIN on once everything before it is sent.
-                    if !turn.close_passes_fin {
-                        if let Err(e) = dst.shutdown_write() {
-                            return Pump::Failed(End::Dst, e);
-                        }
+                    if !turn.close_passes_fin
+                        && let Err(e) = dst.shutdown_write()
+                    {
+                        return Pump::Failed(End::Dst, e);
                     }
                     self.fin_sent = true;
                 }
