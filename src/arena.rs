@@ -53,6 +53,13 @@ pub enum Run<'a> {
 /// fit in what is left of a chunk starts the next.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
+/// An empty chunk whose pages have all been touched once.
+pub fn paged_chunk() -> Vec<u8> {
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+    crate::sys::page_in(&mut chunk);
+    chunk
+}
+
 /// Where an item starts: a chunk and an offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pos {
@@ -157,6 +164,11 @@ impl Arena {
         self.chunks.len() > self.used
     }
 
+    /// Empty chunks ready to be filled.
+    pub fn spares(&self) -> usize {
+        self.chunks.len() - self.used
+    }
+
     /// Bytes held by spare chunks.
     #[cfg(test)]
     pub fn spare_capacity(&self) -> usize {
@@ -255,6 +267,9 @@ impl Arena {
     }
 }
 
+/// Spare chunks the writer keeps paged in ahead of a filling arena.
+pub const PAGE_AHEAD: usize = 16;
+
 /// Room for everything in a line but its addresses, data and paths.
 const LINE_FRAME: usize = 160;
 
@@ -287,6 +302,20 @@ impl Logger {
     pub fn has_room(&self) -> bool {
         self.cap
             .is_none_or(|cap| self.arena.len() + self.in_flight < cap)
+    }
+
+    /// Chunks worth paging in ahead of the arena: in a burst (more than a
+    /// chunk of lines), enough to have `PAGE_AHEAD` spares, and no more than
+    /// the room `--max-buffer-mb` leaves.
+    pub fn chunks_to_page_ahead(&self) -> usize {
+        let lines = self.arena.len();
+        if lines <= CHUNK_BYTES {
+            return 0;
+        }
+        let room = self.cap.map_or(PAGE_AHEAD, |cap| {
+            cap.saturating_sub(lines + self.in_flight) / CHUNK_BYTES
+        });
+        PAGE_AHEAD.min(room).saturating_sub(self.arena.spares())
     }
 
     /// Logs an `open` and returns the connection's new ConnID.
@@ -436,6 +465,30 @@ mod tests {
         arena.drop_spares();
         assert_eq!(arena.spare_capacity(), 0);
         assert_eq!(arena.to_bytes(), b"new\n");
+    }
+
+    #[test]
+    fn chunks_are_paged_ahead_only_in_a_burst_and_within_the_cap() {
+        let fill = |log: &mut Logger, chunks: usize| {
+            for _ in 0..chunks {
+                log.arena.line(0, CHUNK_BYTES).resize(CHUNK_BYTES, b'x');
+            }
+        };
+        let mut log = Logger::new(0, None);
+        log.arena.line(0, 8).extend_from_slice(b"trickle\n");
+        assert_eq!(log.chunks_to_page_ahead(), 0);
+        fill(&mut log, 1);
+        assert_eq!(log.chunks_to_page_ahead(), PAGE_AHEAD);
+        log.arena
+            .add_spares((0..3).map(|_| paged_chunk()).collect());
+        assert_eq!(log.chunks_to_page_ahead(), PAGE_AHEAD - 3);
+        // 6 MiB of lines and 2 in flight leave room for 2 chunks under 10.
+        let mut capped = Logger::new(0, Some(10 * CHUNK_BYTES));
+        fill(&mut capped, 6);
+        capped.in_flight = 2 * CHUNK_BYTES;
+        assert_eq!(capped.chunks_to_page_ahead(), 2);
+        fill(&mut capped, 2);
+        assert_eq!(capped.chunks_to_page_ahead(), 0);
     }
 
     #[test]

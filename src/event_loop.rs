@@ -58,6 +58,8 @@ pub struct EventLoop {
     writer: Writer,
     /// The writer holds an arena; the next one waits until it is back.
     writer_busy: bool,
+    /// The writer is paging in chunks for the arena (`page_ahead`).
+    paging: bool,
     flush_interval: Duration,
     /// When the arena last went from empty to non-empty.
     pending_since: Option<Instant>,
@@ -151,6 +153,7 @@ impl EventLoop {
             resolver: Resolver::new(wake),
             writer,
             writer_busy: false,
+            paging: false,
             flush_interval: Duration::from_millis(flush_millis),
             pending_since: None,
             last_write_start: None,
@@ -266,6 +269,7 @@ impl EventLoop {
             }
             self.resume_yielded();
             self.run_due(Instant::now());
+            self.page_ahead();
             self.free_closed();
         }
         self.shutdown()
@@ -508,6 +512,10 @@ impl EventLoop {
                 self.logger.arena.add_spares(chunks);
                 self.resume_throttled();
             }
+            FromWriter::Paged(chunks) => {
+                self.paging = false;
+                self.logger.arena.add_spares(chunks);
+            }
             FromWriter::Failed { destination, error } => {
                 let message = format!("cannot write to {}: {error}", destination.describe());
                 if !matches!(self.stop, Some(Stop::Failed(_))) {
@@ -561,6 +569,21 @@ impl EventLoop {
 
     fn trim_arenas(&mut self) {
         self.logger.arena.drop_spares();
+    }
+
+    /// In a burst, until its first flush, every chunk the arena fills is
+    /// memory never touched before, and paging it in costs more than
+    /// filling it. The writer has nothing to write then, so it pages chunks
+    /// in ahead of the loop. Later chunks come back from the writer anyway.
+    fn page_ahead(&mut self) {
+        if self.paging || self.writer_busy {
+            return;
+        }
+        let n = self.logger.chunks_to_page_ahead();
+        if n > 0 {
+            self.writer.page(n);
+            self.paging = true;
+        }
     }
 
     /// Swaps the arena for an empty one and hands the full one to the writer.

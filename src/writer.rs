@@ -7,7 +7,7 @@
 //! the bytes go out through `WriteThrough`, past the page cache. Failures go
 //! back to the loop over a channel plus the loop's `Waker`.
 
-use crate::arena::{Arena, Route, Run};
+use crate::arena::{Arena, Route, Run, paged_chunk};
 use crate::sys::WriteThrough;
 use crate::timefmt::FilenameFormat;
 use std::fs::{self, File, OpenOptions};
@@ -52,6 +52,15 @@ impl DestKey {
     }
 }
 
+/// What the loop asks of the writer.
+pub enum ToWriter {
+    /// Write an arena; it comes back in a `Written` report.
+    Write(Arena),
+    /// Page in this many fresh chunks and send them back in a `Paged`
+    /// report (see `Writer::page`).
+    Page(usize),
+}
+
 /// What the writer tells the loop.
 pub enum FromWriter {
     /// An arena is written; it comes back empty for reuse.
@@ -59,6 +68,8 @@ pub enum FromWriter {
     /// Chunks of the arena being written that nothing left to write needs:
     /// back early, so the loop fills them instead of fresh memory.
     Chunks(Vec<Vec<u8>>),
+    /// Empty chunks whose memory is paged in, as asked by `Writer::page`.
+    Paged(Vec<Vec<u8>>),
     /// A destination failed and was dropped; the others go on.
     Failed {
         destination: DestKey,
@@ -70,7 +81,7 @@ pub enum FromWriter {
 
 /// The loop's handle on the writer thread.
 pub struct Writer {
-    to_writer: Option<Sender<Arena>>,
+    to_writer: Option<Sender<ToWriter>>,
     pub reports: Receiver<FromWriter>,
     thread: Option<JoinHandle<()>>,
 }
@@ -79,16 +90,24 @@ impl Writer {
     /// Starts the thread with no destination; the arenas add them. `wake`
     /// is called after each report.
     pub fn spawn(wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Self> {
-        let (to_writer, inbox) = mpsc::channel::<Arena>();
+        let (to_writer, inbox) = mpsc::channel::<ToWriter>();
         let (outbox, reports) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("rawprox-writer".into())
             .spawn(move || {
                 let mut outputs = Outputs::default();
-                for mut arena in inbox {
-                    outputs.write(&mut arena, &outbox, &*wake);
-                    arena.clear();
-                    let _ = outbox.send(FromWriter::Written(arena));
+                for message in inbox {
+                    let report = match message {
+                        ToWriter::Write(mut arena) => {
+                            outputs.write(&mut arena, &outbox, &*wake);
+                            arena.clear();
+                            FromWriter::Written(arena)
+                        }
+                        ToWriter::Page(n) => {
+                            FromWriter::Paged((0..n).map(|_| paged_chunk()).collect())
+                        }
+                    };
+                    let _ = outbox.send(report);
                     wake();
                 }
             })?;
@@ -101,10 +120,22 @@ impl Writer {
 
     /// Hands an arena over; it comes back in a `Written` report.
     pub fn send(&self, arena: Arena) {
+        self.ask(ToWriter::Write(arena));
+    }
+
+    /// Asks for `n` chunks whose memory is paged in, in a `Paged` report.
+    /// The first touch of a page costs far more than later ones (the kernel
+    /// zeroes it, and a VM's host may have to supply it); the writer pays
+    /// that while it has nothing to write, instead of the loop.
+    pub fn page(&self, n: usize) {
+        self.ask(ToWriter::Page(n));
+    }
+
+    fn ask(&self, message: ToWriter) {
         if let Some(tx) = &self.to_writer {
             // A send fails only if the thread is gone, and then there is
             // nowhere left to write.
-            let _ = tx.send(arena);
+            let _ = tx.send(message);
         }
     }
 
@@ -396,6 +427,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arena::CHUNK_BYTES;
     use std::path::PathBuf;
     use std::sync::mpsc::RecvTimeoutError;
     use std::time::Duration;
@@ -412,6 +444,25 @@ mod tests {
             Ok(_) => panic!("unexpected report"),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!("no report"),
         }
+    }
+
+    #[test]
+    fn paged_chunks_come_back_empty_with_a_whole_chunk_of_room() {
+        let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        writer.page(3);
+        match writer.reports.recv_timeout(Duration::from_secs(10)) {
+            Ok(FromWriter::Paged(chunks)) => {
+                assert_eq!(chunks.len(), 3);
+                assert!(
+                    chunks
+                        .iter()
+                        .all(|c| c.is_empty() && c.capacity() >= CHUNK_BYTES)
+                );
+            }
+            Ok(_) => panic!("unexpected report"),
+            Err(_) => panic!("no report"),
+        }
+        writer.finish();
     }
 
     #[test]
@@ -456,7 +507,6 @@ mod tests {
 
     #[test]
     fn chunks_come_back_as_soon_as_the_rest_no_longer_reads_them() {
-        use crate::arena::CHUNK_BYTES;
         let dir = temp_dir("give-back");
         let format = FilenameFormat::parse("%S.log").unwrap();
         let shown = dir.to_string_lossy().to_string();
