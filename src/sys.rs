@@ -1,6 +1,6 @@
 //! What the standard library does not offer: raising the open-file limit
-//! (SPEC §3), telling the allocator to give big buffers back, and keeping
-//! written log data from filling the page cache. Besides the SSSE3 encoder
+//! (SPEC §3), telling the allocator to give big buffers back, paging memory
+//! in ahead of use, and keeping written log data from filling the page cache. Besides the SSSE3 encoder
 //! (`encode/ssse3.rs`), the only `unsafe` in rawprox lives here.
 
 use std::io::{self, Write};
