@@ -6,8 +6,10 @@ Run from the repository root:  python3 benches/compare.py [--quick]
 
 It installs iperf3, nginx, haproxy and wrk with apt-get if they are missing,
 builds release/rawprox.exe, starts an iperf3 server (bulk) and nginx (HTTP)
-as backends, and measures, for no proxy, haproxy, rawprox logging to @DIR
-and rawprox logging to stdout redirected to a file:
+as backends, and measures, for no proxy, haproxy (its default threads: one
+per core), haproxy with one thread (`nbthread 1`, one event loop, as
+rawprox has), rawprox logging to @DIR and rawprox logging to stdout
+redirected to a file:
 
   bulk single stream, binary and text (iperf3 -n, --repeating-payload for
   text), both directions; wrk keep-alive and Connection: close runs with
@@ -17,8 +19,8 @@ and rawprox logging to stdout redirected to a file:
   byte-exact (a 32 MiB random download from nginx and a 32 MiB random echo).
 
 Every load is bounded in bytes and time; logs are deleted after each
-workload. It prints a table with each figure's ratio to haproxy and to no
-proxy.
+workload. It prints a table with rawprox @DIR's ratio to haproxy, to
+haproxy with one thread and to no proxy.
 """
 
 import hashlib
@@ -47,6 +49,7 @@ IPERF_PORT, NGINX_PORT, ECHO_PORT = 15201, 18080, 19999
 FRONTS = {
     "no proxy": (IPERF_PORT, NGINX_PORT, ECHO_PORT),
     "haproxy": (25201, 28080, 29999),
+    "haproxy 1 thread": (24201, 24080, 24999),
     "rawprox @DIR": (26201, 26080, 26999),
     "rawprox >file": (27201, 27080, 27999),
 }
@@ -169,13 +172,14 @@ http {{
 """)
         self.procs["nginx"] = subprocess.Popen(["nginx", "-c", nginx_conf, "-g", "daemon off;"])
         echo_server(ECHO_PORT)
-        haproxy_conf = os.path.join(self.tmp, "haproxy.cfg")
-        with open(haproxy_conf, "w") as f:
-            f.write("global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 10s\n"
-                    "    timeout client 120s\n    timeout server 120s\n")
-            for back, front in zip(FRONTS["no proxy"], FRONTS["haproxy"]):
-                f.write(f"listen p{front}\n    bind 127.0.0.1:{front}\n    server s 127.0.0.1:{back}\n")
-        self.procs["haproxy"] = subprocess.Popen(["haproxy", "-f", haproxy_conf])
+        for name, threads in (("haproxy", ""), ("haproxy 1 thread", "    nbthread 1\n")):
+            haproxy_conf = os.path.join(self.tmp, f"haproxy{FRONTS[name][0]}.cfg")
+            with open(haproxy_conf, "w") as f:
+                f.write(f"global\n    maxconn 4000\n{threads}defaults\n    mode tcp\n    timeout connect 10s\n"
+                        "    timeout client 120s\n    timeout server 120s\n")
+                for back, front in zip(FRONTS["no proxy"], FRONTS[name]):
+                    f.write(f"listen p{front}\n    bind 127.0.0.1:{front}\n    server s 127.0.0.1:{back}\n")
+            self.procs[name] = subprocess.Popen(["haproxy", "-f", haproxy_conf])
         rules = lambda name: [f"{front}:127.0.0.1:{back}" for back, front in zip(FRONTS["no proxy"], FRONTS[name])]
         self.procs["rawprox @DIR"] = subprocess.Popen([RAWPROX, *rules("rawprox @DIR"), f"@{self.logs}"])
         out = open(self.stdout_file, "ab")  # O_APPEND, so truncating it between workloads is safe
@@ -194,8 +198,9 @@ http {{
         open(self.stdout_file, "w").close()
 
     def stop(self):
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGINT)
+        for name, proc in self.procs.items():
+            # haproxy stops at SIGTERM (SIGINT is not one of its signals).
+            proc.send_signal(signal.SIGTERM if name.startswith("haproxy") else signal.SIGINT)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=30)
@@ -267,8 +272,9 @@ def main():
     results = {name: {} for name in FRONTS}
     try:
         setup.start()
-        pids = {name: setup.procs[name].pid for name in ("haproxy", "rawprox @DIR", "rawprox >file")}
-        for name in ("haproxy", "rawprox @DIR", "rawprox >file"):
+        proxies = [name for name in FRONTS if name != "no proxy"]
+        pids = {name: setup.procs[name].pid for name in proxies}
+        for name in proxies:
             results[name]["rss_idle"], results[name]["rss_1000"] = idle_rss(pids[name], FRONTS[name][1])
             setup.delete_logs()
         for name, (bulk, http, echo) in FRONTS.items():
@@ -347,13 +353,14 @@ def report(results):
             return "yes" if value else "NO"
         return spec.format(value)
 
-    header = f"| measure | {' | '.join(names)} | rawprox @DIR / haproxy | rawprox @DIR / no proxy |"
+    bases = ("haproxy", "haproxy 1 thread", "no proxy")
+    header = f"| measure | {' | '.join(names)} | {' | '.join(f'rawprox @DIR / {b}' for b in bases)} |"
     print("\n" + header)
-    print("|" + "---|" * (len(names) + 3))
+    print("|" + "---|" * (len(names) + 1 + len(bases)))
     for label, key, spec in rows:
         cells = [fmt(spec, results[n].get(key)) for n in names]
         ratios = []
-        for base in ("haproxy", "no proxy"):
+        for base in bases:
             a, b = results["rawprox @DIR"].get(key), results[base].get(key)
             ratios.append(f"{a / b:.2f}×" if isinstance(a, (int, float)) and not isinstance(a, bool) and b else "–")
         print(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
