@@ -1,8 +1,10 @@
 //! What the standard library does not offer: raising the open-file limit
 //! (SPEC §3), telling the allocator to give big buffers back, paging memory
-//! in ahead of use, and keeping written log data from filling the page cache. Besides the SSSE3 encoder
-//! (`encode/ssse3.rs`), the only `unsafe` in rawprox lives here.
+//! in ahead of use, and keeping written log data from filling the page
+//! cache. Besides the SIMD encoders (`encode/avx512.rs`, `encode/ssse3.rs`),
+//! the only `unsafe` in rawprox lives here.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -65,18 +67,23 @@ pub fn return_big_buffers_to_the_system() {
 /// Bytes `WriteThrough` writes between two writeback steps.
 const WRITE_PIECE: usize = 8 << 20;
 
+/// Pieces whose writeback may be under way at once before the oldest is
+/// waited for.
+const PIECES_IN_FLIGHT: usize = 2;
+
 /// Writes a flush to one destination in pieces, and keeps what is written
 /// from piling up in the page cache when the destination is a regular file:
-/// each piece's writeback starts once it is written, and the piece before
-/// it is waited for and dropped from the cache; what earlier flushes left
+/// each piece's writeback starts once it is written, and the piece two
+/// before it is waited for and dropped from the cache (so the disk has two
+/// pieces to work on while the next is copied); what earlier flushes left
 /// there is dropped at the start. Nothing reads a log back soon, so cached
 /// log pages would only push out other data; and cache pages that are
 /// reused cost far less than fresh ones (on a VM that hands freed memory
 /// back to the host, a fresh page costs about 1 s per GiB).
 pub struct WriteThrough {
     fd: RawFd,
-    /// The piece before the last one, waiting to be dropped.
-    previous: Option<Range<i64>>,
+    /// Pieces being written back, oldest first, waiting to be dropped.
+    in_flight: VecDeque<Range<i64>>,
     /// Bytes written since the last piece ended.
     unsynced: usize,
 }
@@ -89,7 +96,7 @@ impl WriteThrough {
         unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
         WriteThrough {
             fd,
-            previous: None,
+            in_flight: VecDeque::new(),
             unsynced: 0,
         }
     }
@@ -118,16 +125,19 @@ impl WriteThrough {
         // pipe or terminal, which have no cache to keep small.
         let end = unsafe { libc::lseek(self.fd, 0, libc::SEEK_CUR) };
         let start = self
-            .previous
-            .as_ref()
+            .in_flight
+            .back()
             .map_or(end - self.unsynced as i64, |p| p.end);
         self.unsynced = 0;
         if end < 0 || start < 0 {
             return;
         }
         start_writeback(self.fd, &(start..end));
-        if let Some(before) = self.previous.replace(start..end) {
-            finish_writeback_and_drop(self.fd, &before);
+        self.in_flight.push_back(start..end);
+        if self.in_flight.len() > PIECES_IN_FLIGHT
+            && let Some(oldest) = self.in_flight.pop_front()
+        {
+            finish_writeback_and_drop(self.fd, &oldest);
         }
     }
 }
