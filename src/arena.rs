@@ -160,13 +160,13 @@ impl Arena {
                 .map_or(0, |last| self.chunks[last].len())
     }
 
-    pub fn has_spares(&self) -> bool {
-        self.chunks.len() > self.used
-    }
-
     /// Empty chunks ready to be filled.
     pub fn spares(&self) -> usize {
         self.chunks.len() - self.used
+    }
+
+    pub fn has_spares(&self) -> bool {
+        self.spares() > 0
     }
 
     /// Bytes held by spare chunks.
