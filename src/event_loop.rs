@@ -574,7 +574,8 @@ impl EventLoop {
     /// In a burst, until its first flush, every chunk the arena fills is
     /// memory never touched before, and paging it in costs more than
     /// filling it. The writer has nothing to write then, so it pages chunks
-    /// in ahead of the loop. Later chunks come back from the writer anyway.
+    /// in ahead of the loop (and again whenever it is idle while the arena
+    /// runs short). Later chunks mostly come back from the writer anyway.
     fn page_ahead(&mut self) {
         if self.paging || self.writer_busy {
             return;
