@@ -7,9 +7,9 @@
 //! Run: cargo bench --bench encode
 
 use criterion::{Criterion, Throughput, criterion_group};
-use rawprox::connid::ConnId;
-use rawprox::encode::{push_data, push_data_line, push_open_line};
-use rawprox::timefmt::LineClock;
+use rawprox::log::connid::ConnId;
+use rawprox::log::encode::{push_data, push_data_line, push_open_line};
+use rawprox::log::timefmt::LineClock;
 use std::hint::black_box;
 use std::path::Path;
 

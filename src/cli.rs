@@ -2,8 +2,8 @@
 //! rejection is one message for `main` to print after `Error: `. Checks that
 //! touch the system (the log directory, binding) happen later, in `run`.
 
-use crate::rule::PortRule;
-use crate::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::proxy::rule::PortRule;
 use std::ffi::OsString;
 
 /// Default `--flush-millis`.

@@ -3,15 +3,15 @@
 //! network happens on this thread; disk, stdout and name lookups happen on
 //! helper threads that wake it.
 
-use crate::arena::{Logger, Route};
-use crate::listener::{Accept, Listener};
+use crate::log::arena::{Logger, Route};
+use crate::log::timefmt::now_micros;
+use crate::log::writer::{DestKey, Destination, FromWriter, Writer};
 use crate::mcp::McpConn;
-use crate::pair::{Ctx, Pair, Phase, Status};
-use crate::pipe::READ_CHUNK;
-use crate::resolve::{Request, Resolved, Resolver};
-use crate::timefmt::now_micros;
-use crate::token::{self, SIGNALS, Side, WAKER};
-use crate::writer::{DestKey, Destination, FromWriter, Writer};
+use crate::proxy::listener::{Accept, Listener};
+use crate::proxy::pair::{Ctx, Pair, Phase, Status};
+use crate::proxy::pipe::READ_CHUNK;
+use crate::proxy::resolve::{Request, Resolved, Resolver};
+use crate::proxy::token::{self, SIGNALS, Side, WAKER};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;

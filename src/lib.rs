@@ -2,28 +2,19 @@
 //! `run` takes a validated `Config`, checks what touches the system (log
 //! directory, ports), and runs the event loop until shutdown.
 
-pub mod arena;
 pub mod cli;
-pub mod connid;
-pub mod encode;
 pub mod event_loop;
-pub mod listener;
+pub mod log;
 pub mod mcp;
-pub mod pair;
-pub mod pipe;
-pub mod resolve;
-pub mod rule;
+pub mod proxy;
 pub mod sys;
-pub mod timefmt;
-pub mod token;
-pub mod writer;
 
 use cli::Config;
 use event_loop::{EventLoop, Stop};
-use listener::Listener;
+use log::writer::Destination;
+use proxy::listener::Listener;
 use std::fmt;
 use std::process::ExitCode;
-use writer::Destination;
 
 /// A start-up or run-time failure; `main` prints it as `Error: {it}`.
 #[derive(Debug)]
@@ -42,7 +33,7 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     // SPEC §2: the log directory is checked before any port is bound.
     let destination = match config.log_dir {
         Some(dir) => {
-            writer::prepare_directory(&dir).map_err(Error)?;
+            log::writer::prepare_directory(&dir).map_err(Error)?;
             Destination::Directory {
                 dir,
                 format: config.filename_format,

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rawprox::cli;
-use rawprox::rule::PortRule;
+use rawprox::proxy::rule::PortRule;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 

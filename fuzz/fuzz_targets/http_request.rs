@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use rawprox::mcp::http::{self, Parsed};
 use rawprox::mcp::respond;
 use rawprox::mcp::rpc::Control;
-use rawprox::rule::PortRule;
-use rawprox::writer::{DestKey, Destination};
+use rawprox::proxy::rule::PortRule;
+use rawprox::log::writer::{DestKey, Destination};
 
 /// Says yes to everything, touching nothing.
 struct Accepting;

@@ -3,12 +3,12 @@
 //! tools change the running proxy (SPEC §7).
 
 use super::{EventLoop, Slot, Stop};
-use crate::listener::{Accept, Listener, accept_from};
+use crate::log::writer::{self, DestKey, Destination};
 use crate::mcp::rpc::Control;
 use crate::mcp::{self, McpConn, Next};
-use crate::rule::PortRule;
-use crate::token::{self, Side};
-use crate::writer::{self, DestKey, Destination};
+use crate::proxy::listener::{Accept, Listener, accept_from};
+use crate::proxy::rule::PortRule;
+use crate::proxy::token::{self, Side};
 use mio::Interest;
 use std::time::Instant;
 

@@ -5,7 +5,7 @@
 pub mod http;
 pub mod rpc;
 
-use crate::timefmt::now_micros;
+use crate::log::timefmt::now_micros;
 use http::{Parsed, Request};
 use mio::net::TcpStream;
 use rpc::{Control, Outcome};

@@ -10,8 +10,8 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod ssse3;
 
-use crate::connid::ConnId;
-use crate::timefmt::LineClock;
+use crate::log::connid::ConnId;
+use crate::log::timefmt::LineClock;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 

@@ -5,11 +5,11 @@
 //! emptied the socket), so every edge is consumed and interest never needs
 //! editing.
 
-use crate::arena::Logger;
-use crate::connid::ConnId;
-use crate::pipe::{End, Pipe, Pump, Turn};
-use crate::timefmt::now_micros;
-use crate::token::{Side, token};
+use crate::log::arena::Logger;
+use crate::log::connid::ConnId;
+use crate::log::timefmt::now_micros;
+use crate::proxy::pipe::{End, Pipe, Pump, Turn};
+use crate::proxy::token::{Side, token};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};

@@ -7,9 +7,9 @@
 //! the bytes go out through `WriteThrough`, past the page cache. Failures go
 //! back to the loop over a channel plus the loop's `Waker`.
 
-use crate::arena::{Arena, Route, Run, paged_chunk};
+use crate::log::arena::{Arena, Route, Run, paged_chunk};
+use crate::log::timefmt::FilenameFormat;
 use crate::sys::WriteThrough;
-use crate::timefmt::FilenameFormat;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -427,7 +427,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arena::CHUNK_BYTES;
+    use crate::log::arena::CHUNK_BYTES;
     use std::path::PathBuf;
     use std::sync::mpsc::RecvTimeoutError;
     use std::time::Duration;

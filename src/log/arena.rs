@@ -3,10 +3,10 @@
 //! bytes it records where each second of log time begins, so the writer can
 //! pick a file per rotation period without parsing lines.
 
-use crate::connid::{ConnId, ConnIdSeq};
-use crate::encode;
-use crate::timefmt::LineClock;
-use crate::writer::{DestKey, Destination};
+use crate::log::connid::{ConnId, ConnIdSeq};
+use crate::log::encode;
+use crate::log::timefmt::LineClock;
+use crate::log::writer::{DestKey, Destination};
 use std::ops::Range;
 
 /// Who a run of lines is for.

@@ -2,7 +2,7 @@
 //! one accept with its outcome sorted (SPEC §3). Accepting in a loop, and
 //! pausing on EMFILE, is the event loop's job.
 
-use crate::rule::PortRule;
+use crate::proxy::rule::PortRule;
 use mio::net::{TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
