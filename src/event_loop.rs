@@ -3,9 +3,8 @@
 //! network happens on this thread; disk, stdout and name lookups happen on
 //! helper threads that wake it.
 
-use crate::log::arena::{Logger, Route};
-use crate::log::timefmt::now_micros;
-use crate::log::writer::{DestKey, Destination, FromWriter, Writer};
+use crate::log::destination::Destination;
+use crate::log::{Log, News};
 use crate::mcp::McpConn;
 use crate::proxy::listener::{Accept, Listener};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
@@ -25,8 +24,6 @@ use std::time::{Duration, Instant};
 
 /// SPEC §3: a target that has not answered by then is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long logging must be idle before spare arena chunks are let go.
-const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -51,19 +48,10 @@ pub enum Stop {
 pub struct EventLoop {
     poll: Poll,
     slab: Slab<Slot>,
-    logger: Logger,
+    log: Log,
     /// The one buffer every read goes through.
     scratch: Box<[u8]>,
     resolver: Resolver,
-    writer: Writer,
-    /// The writer holds an arena; the next one waits until it is back.
-    writer_busy: bool,
-    /// The writer is paging in chunks for the arena (`page_ahead`).
-    paging: bool,
-    flush_interval: Duration,
-    /// When the arena last went from empty to non-empty.
-    pending_since: Option<Instant>,
-    last_write_start: Option<Instant>,
     /// Pairs still resolving or connecting, oldest first: (deadline, key, serial).
     connect_deadlines: VecDeque<(Instant, usize, u64)>,
     accepts_paused_until: Option<Instant>,
@@ -76,12 +64,6 @@ pub struct EventLoop {
     /// Set when shutdown starts: a second SIGINT/SIGTERM then exits at once.
     shutting_down: Arc<AtomicBool>,
     stop: Option<Stop>,
-    /// An MCP server runs: control events also go to stdout, at once.
-    console: bool,
-    /// The active log destinations.
-    destinations: Vec<Destination>,
-    /// Write the arena as soon as the writer is free (control events).
-    flush_now: bool,
     /// Pairs that stopped reading because the log was full: (key, serial).
     throttled: Vec<(usize, u64)>,
     /// Pairs that yielded with more to read: pumped again next turn.
@@ -106,7 +88,9 @@ impl EventLoop {
             let _ = waker.wake();
         });
         let shutting_down = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        // SPEC §6: SIGHUP (a closed terminal) shuts down like SIGTERM.
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
             // SPEC §6: a second signal during shutdown exits at once.
             signal_hook::flag::register_conditional_shutdown(
                 signal,
@@ -114,12 +98,9 @@ impl EventLoop {
                 Arc::clone(&shutting_down),
             )?;
         }
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-
-        let writer = Writer::spawn(Arc::clone(&wake))?;
 
         let mut slab = Slab::new();
         for mut listener in listeners {
@@ -145,18 +126,20 @@ impl EventLoop {
             }
             None => None,
         };
-        let mut event_loop = EventLoop {
+        let endpoint = mcp_port.map(|port| format!("http://127.0.0.1:{port}/mcp"));
+        let log = Log::start(
+            destination,
+            Arc::clone(&wake),
+            Duration::from_millis(flush_millis),
+            max_buffer_bytes,
+            endpoint.as_deref(),
+        )?;
+        Ok(EventLoop {
             poll,
             slab,
-            logger: Logger::new(now_micros(), max_buffer_bytes),
+            log,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             resolver: Resolver::new(wake),
-            writer,
-            writer_busy: false,
-            paging: false,
-            flush_interval: Duration::from_millis(flush_millis),
-            pending_since: None,
-            last_write_start: None,
             connect_deadlines: VecDeque::new(),
             accepts_paused_until: None,
             accept_error_reported: false,
@@ -165,82 +148,10 @@ impl EventLoop {
             signals,
             shutting_down,
             stop: None,
-            console: mcp_port.is_some(),
-            destinations: Vec::new(),
-            flush_now: false,
             throttled: Vec::new(),
             yielded: Vec::new(),
             mcp_conns: Vec::new(),
-        };
-        if let Some(port) = mcp_port {
-            // SPEC §7: the controller learns the endpoint at once.
-            let endpoint = format!("http://127.0.0.1:{port}/mcp");
-            let route = Route::Control {
-                console: true,
-                dest: None,
-            };
-            event_loop.logger.mcp_ready(route, now_micros(), &endpoint);
-            event_loop.flush_now = true;
-        }
-        event_loop
-            .add_destination(destination)
-            .expect("the first destination is new");
-        Ok(event_loop)
-    }
-
-    /// Adds a log destination: traffic logged from now on goes there too
-    /// (SPEC §5, §7). A directory's first line is its `start-logging`.
-    pub fn add_destination(&mut self, destination: Destination) -> Result<(), String> {
-        let key = destination.key();
-        if self.destinations.iter().any(|d| d.key() == key) {
-            return Err(format!("already logging to {}", key.describe()));
-        }
-        self.logger.arena.add_destination(destination.clone());
-        let (directory, format) = match &destination {
-            Destination::Stdout => (None, None),
-            Destination::Directory { dir, format } => (Some(dir.as_str()), Some(format.source())),
-        };
-        self.logging_event(&key, "start-logging", directory, format);
-        self.destinations.push(destination);
-        Ok(())
-    }
-
-    /// Removes a log destination after writing what was logged for it; its
-    /// last line is its `stop-logging`.
-    pub fn remove_destination(&mut self, key: &DestKey) -> Result<(), String> {
-        let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
-            return Err(format!("not logging to {}", key.describe()));
-        };
-        let destination = self.destinations.remove(i);
-        let directory = match &destination {
-            Destination::Stdout => None,
-            Destination::Directory { dir, .. } => Some(dir.as_str()),
-        };
-        self.logging_event(key, "stop-logging", directory, None);
-        self.logger.arena.remove_destination(key.clone());
-        Ok(())
-    }
-
-    /// Logs a control event for the destination it concerns and, with MCP,
-    /// for the controller on stdout, written at once (SPEC §5).
-    fn logging_event(
-        &mut self,
-        key: &DestKey,
-        event: &str,
-        directory: Option<&str>,
-        format: Option<&str>,
-    ) {
-        let dest = matches!(key, DestKey::Dir(_)).then(|| key.clone());
-        if dest.is_none() && !self.console {
-            return; // Without MCP only traffic lines reach stdout.
-        }
-        let route = Route::Control {
-            console: self.console,
-            dest,
-        };
-        self.logger
-            .logging_event(route, now_micros(), event, directory, format);
-        self.flush_now |= self.console;
+        })
     }
 
     /// Runs until a signal or a failure, then shuts down (SPEC §6).
@@ -262,14 +173,14 @@ impl EventLoop {
                     SIGNALS => self.on_signals(),
                     WAKER => {
                         self.on_resolved();
-                        self.on_writer_reports();
+                        let news = self.log.on_writer_reports();
+                        self.on_log_news(news);
                     }
                     t => self.on_socket(t, event),
                 }
             }
             self.resume_yielded();
             self.run_due(Instant::now());
-            self.page_ahead();
             self.free_closed();
         }
         self.shutdown()
@@ -279,40 +190,20 @@ impl EventLoop {
         if !self.yielded.is_empty() {
             return Some(Duration::ZERO); // Just look for events, then go on.
         }
-        let flush =
-            (!self.writer_busy && !self.logger.arena.is_empty()).then(|| self.flush_due(now));
         let connect = self
             .connect_deadlines
             .front()
             .map(|&(deadline, _, _)| deadline);
-        let mcp = self.mcp_deadline();
         [
-            flush,
+            self.log.deadline(now),
             connect,
             self.accepts_paused_until,
-            mcp,
-            self.trim_due(),
+            self.mcp_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
         .map(|at| at.saturating_duration_since(now))
-    }
-
-    /// When the pending lines may be written: one interval after the first
-    /// of them, and one interval after the previous write started (SPEC §5).
-    /// A full log (`--max-buffer-mb`) is written as soon as the writer is
-    /// free, interval or not: otherwise the cap would throttle traffic to one
-    /// cap's worth per interval.
-    fn flush_due(&self, now: Instant) -> Instant {
-        if self.flush_now || !self.logger.has_room() {
-            return now;
-        }
-        let since = self.pending_since.unwrap_or(now) + self.flush_interval;
-        match self.last_write_start {
-            Some(last) => since.max(last + self.flush_interval),
-            None => since,
-        }
     }
 
     fn on_signals(&mut self) {
@@ -433,7 +324,7 @@ impl EventLoop {
         };
         let mut ctx = Ctx {
             registry: self.poll.registry(),
-            log: &mut self.logger,
+            log: &mut self.log,
             scratch: &mut self.scratch,
         };
         match f(pair, &mut ctx) {
@@ -447,7 +338,7 @@ impl EventLoop {
     /// The writer caught up: pairs that stopped reading for a full log
     /// read again, while there is room.
     fn resume_throttled(&mut self) {
-        while self.logger.has_room() {
+        while self.log.has_room() {
             let Some((key, serial)) = self.throttled.pop() else {
                 return;
             };
@@ -492,43 +383,22 @@ impl EventLoop {
         }
     }
 
-    fn on_writer_reports(&mut self) {
-        while let Ok(report) = self.writer.reports.try_recv() {
-            self.on_writer_report(report);
+    /// What the writer reported: room for throttled pairs, or a reason to stop.
+    fn on_log_news(&mut self, news: News) {
+        if news.room {
+            self.resume_throttled();
+        }
+        if let Some(message) = news.failed
+            && !matches!(self.stop, Some(Stop::Failed(_)))
+        {
+            self.stop = Some(Stop::Failed(message));
+        }
+        if news.stdout_closed {
+            self.stop.get_or_insert(Stop::Clean);
         }
     }
 
-    fn on_writer_report(&mut self, report: FromWriter) {
-        match report {
-            FromWriter::Written(arena) => {
-                self.writer_busy = false;
-                self.logger.in_flight = 0;
-                self.logger.arena.recycle(arena);
-                self.resume_throttled();
-            }
-            FromWriter::Chunks(chunks) => {
-                let written: usize = chunks.iter().map(Vec::len).sum();
-                self.logger.in_flight = self.logger.in_flight.saturating_sub(written);
-                self.logger.arena.add_spares(chunks);
-                self.resume_throttled();
-            }
-            FromWriter::Paged(chunks) => {
-                self.paging = false;
-                self.logger.arena.add_spares(chunks);
-            }
-            FromWriter::Failed { destination, error } => {
-                let message = format!("cannot write to {}: {error}", destination.describe());
-                if !matches!(self.stop, Some(Stop::Failed(_))) {
-                    self.stop = Some(Stop::Failed(message));
-                }
-            }
-            FromWriter::StdoutClosed => {
-                self.stop.get_or_insert(Stop::Clean);
-            }
-        }
-    }
-
-    /// Runs what is due: connect timeouts, resumed accepts, the flush.
+    /// Runs what is due: connect timeouts, resumed accepts, the log's flush.
     fn run_due(&mut self, now: Instant) {
         while let Some(&(deadline, key, serial)) = self.connect_deadlines.front() {
             if !self.is_connecting(key, serial) {
@@ -546,56 +416,7 @@ impl EventLoop {
             self.accepts_paused_until = None;
             self.accept_on_all();
         }
-        if !self.logger.arena.is_empty() && self.pending_since.is_none() {
-            self.pending_since = Some(now);
-        }
-        if !self.writer_busy && !self.logger.arena.is_empty() && self.flush_due(now) <= now {
-            self.flush(now);
-        }
-        if self.trim_due().is_some_and(|at| at <= now) {
-            self.trim_arenas();
-        }
-    }
-
-    /// When to let go of the spare chunks of the arena: once logging has
-    /// been idle for a while, so idle memory returns to its baseline.
-    fn trim_due(&self) -> Option<Instant> {
-        let idle = !self.writer_busy && self.logger.arena.is_empty();
-        (idle && self.logger.arena.has_spares()).then(|| {
-            self.last_write_start
-                .map_or(Instant::now(), |t| t + TRIM_AFTER)
-        })
-    }
-
-    fn trim_arenas(&mut self) {
-        self.logger.arena.drop_spares();
-    }
-
-    /// In a burst, until its first flush, every chunk the arena fills is
-    /// memory never touched before, and paging it in costs more than
-    /// filling it. The writer has nothing to write then, so it pages chunks
-    /// in ahead of the loop (and again whenever it is idle while the arena
-    /// runs short). Later chunks mostly come back from the writer anyway.
-    fn page_ahead(&mut self) {
-        if self.paging || self.writer_busy {
-            return;
-        }
-        let n = self.logger.chunks_to_page_ahead();
-        if n > 0 {
-            self.writer.page(n);
-            self.paging = true;
-        }
-    }
-
-    /// Swaps the arena for an empty one and hands the full one to the writer.
-    fn flush(&mut self, now: Instant) {
-        let full = self.logger.arena.take_lines();
-        self.logger.in_flight = full.len();
-        self.writer.send(full);
-        self.writer_busy = true;
-        self.last_write_start = Some(now);
-        self.pending_since = None;
-        self.flush_now = false;
+        self.log.run_due(now);
     }
 
     fn free_closed(&mut self) {
@@ -627,25 +448,8 @@ impl EventLoop {
             }
         }
         self.slab.clear();
-        for key in self
-            .destinations
-            .iter()
-            .map(Destination::key)
-            .collect::<Vec<_>>()
-        {
-            let _ = self.remove_destination(&key);
-        }
-        while self.writer_busy {
-            match self.writer.reports.recv() {
-                Ok(report) => self.on_writer_report(report),
-                Err(_) => break,
-            }
-        }
-        if !self.logger.arena.is_empty() {
-            self.flush(Instant::now());
-        }
-        self.writer.finish();
-        self.on_writer_reports();
+        let news = self.log.finish();
+        self.on_log_news(news);
         self.stop.unwrap_or(Stop::Clean)
     }
 }

@@ -11,7 +11,7 @@ pub mod sys;
 
 use cli::Config;
 use event_loop::{EventLoop, Stop};
-use log::writer::Destination;
+use log::destination::{self, Destination};
 use proxy::listener::Listener;
 use std::fmt;
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     // SPEC §2: the log directory is checked before any port is bound.
     let destination = match config.log_dir {
         Some(dir) => {
-            log::writer::prepare_directory(&dir).map_err(Error)?;
+            destination::prepare_directory(&dir).map_err(Error)?;
             Destination::Directory {
                 dir,
                 format: config.filename_format,

@@ -3,9 +3,10 @@
 //! nothing but traffic goes to stdout, files are appended across runs, a
 //! format with no specifier is one file, rotation by each line's own time,
 //! the other specifiers (`%j`, `%%`), nothing written before the flush
-//! interval, lines written while a transfer that never pauses goes on, a
-//! directory removed at run time is created again, and a write
-//! failure ends the run with one `Error:` line and exit 1.
+//! interval, the first line written one interval after start-up, lines
+//! written while a transfer that never pauses goes on, a directory removed
+//! at run time is created again, and a write failure ends the run with one
+//! `Error:` line and exit 1.
 
 use std::fs;
 use std::net::Shutdown;
@@ -264,6 +265,40 @@ fn nothing_is_written_before_the_flush_interval() {
         values.iter().any(|v| v.get("data").is_some()),
         "data lines written at shutdown"
     );
+}
+
+/// SPEC §5: the run's first line keeps the rule of every line: written at
+/// the first flush, one interval after start-up (here 3 s: the file exists
+/// by then, and long before two intervals).
+#[test]
+fn the_first_file_exists_one_interval_after_start_up() {
+    let tmp = TempDir::new("first-flush");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let started = Instant::now();
+    let mut proxy = Proxy::start([
+        "--flush-millis",
+        "3000",
+        &format!("@{}", path_str(&dir)),
+        &rule(p, 9),
+    ]);
+    let first = loop {
+        let files = dir_files(&dir).unwrap_or_default();
+        if files.iter().any(|(_, text)| text.contains("start-logging")) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(5500),
+            "no start-logging line in {} after 5.5 s (an interval is 3 s)",
+            dir.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        first >= Duration::from_millis(2900),
+        "written after {first:?}, before the 3 s interval"
+    );
+    proxy.stop();
 }
 
 /// A client that sends as fast as the proxy takes and a target that reads as

@@ -188,12 +188,12 @@ fn mcp_port_alone_runs_quietly_on_loopback() {
         wait_listening(port),
         vec![std::net::IpAddr::from([127, 0, 0, 1])]
     );
-    let started = proxy.wait_line("start-logging for stdout", |v| {
-        v["event"] == "start-logging"
-    });
-    assert_eq!(started["directory"], Value::Null);
-    assert!(started.get("filename_format").is_none());
     let lines = parse_lines(&proxy.stop());
+    // SPEC §7: the implicit stdout destination is not announced.
+    assert!(
+        events(&lines, "start-logging").is_empty(),
+        "announced: {lines:#?}"
+    );
     assert_eq!(lines.last().unwrap()["event"], "stop-logging");
     assert_eq!(lines.last().unwrap()["directory"], Value::Null);
     assert_eq!(proxy.stderr_text(), "", "no help text, no error");
@@ -395,6 +395,20 @@ fn rules_are_added_and_removed_at_run_time() {
     let lines = parse_lines(&proxy.stop());
     let opens = events(&lines, "open").len();
     assert_eq!(opens, events(&lines, "close").len(), "one close per open");
+}
+
+/// An existing client starts a directory and reads the first
+/// `start-logging` it sees on stdout: it must be its own.
+#[test]
+fn a_directory_started_over_mcp_is_the_first_start_logging_on_stdout() {
+    let dir = TempDir::new("mcp-first-start");
+    let logs = path_str(&dir.join("logs"));
+    let (mut proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    http.call("start-logging", json!({"directory": logs}));
+    let started = proxy.wait_line("a start-logging", |v| v["event"] == "start-logging");
+    assert_eq!(started["directory"], logs.as_str(), "{started}");
+    proxy.stop();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use rawprox::mcp::http::{self, Parsed};
 use rawprox::mcp::respond;
 use rawprox::mcp::rpc::Control;
 use rawprox::proxy::rule::PortRule;
-use rawprox::log::writer::{DestKey, Destination};
+use rawprox::log::destination::{DestKey, Destination};
 
 /// Says yes to everything, touching nothing.
 struct Accepting;

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use rawprox::mcp::rpc::{self, Control, Outcome};
 use rawprox::proxy::rule::PortRule;
-use rawprox::log::writer::{DestKey, Destination};
+use rawprox::log::destination::{DestKey, Destination};
 use serde_json::Value;
 
 /// Fails every tool, so the error paths run too.

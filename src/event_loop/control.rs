@@ -3,7 +3,7 @@
 //! tools change the running proxy (SPEC §7).
 
 use super::{EventLoop, Slot, Stop};
-use crate::log::writer::{self, DestKey, Destination};
+use crate::log::destination::{self, DestKey, Destination};
 use crate::mcp::rpc::Control;
 use crate::mcp::{self, McpConn, Next};
 use crate::proxy::listener::{Accept, Listener, accept_from};
@@ -162,18 +162,18 @@ impl Control for EventLoop {
 
     fn start_logging(&mut self, destination: Destination) -> Result<(), String> {
         if let Destination::Directory { dir, .. } = &destination {
-            writer::prepare_directory(dir)?;
+            destination::prepare_directory(dir)?;
         }
-        self.add_destination(destination)
+        self.log.add_destination(destination)
     }
 
     fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String> {
         let keys = match which {
             Some(key) => vec![key],
-            None => self.destinations.iter().map(Destination::key).collect(),
+            None => self.log.destination_keys(),
         };
         for key in &keys {
-            self.remove_destination(key)?;
+            self.log.remove_destination(key)?;
         }
         Ok(keys)
     }

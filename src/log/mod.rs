@@ -1,8 +1,493 @@
-//! The log: lines encoded once into an arena, handed at each flush to a
-//! writer thread that appends them to stdout or time-rotated files (SPEC §4, §5).
+//! The log (SPEC §4, §5): lines encoded once into an arena, handed at each
+//! flush to a writer thread that appends them to stdout or time-rotated
+//! files. `Log` owns all of it: the arena, the chunk pool, the writer, the
+//! flush schedule and the destinations. The loop asks it for its next
+//! deadline, tells it the time and what the writer reported, and asks
+//! whether there is room.
 
 pub mod arena;
+pub mod chunk;
 pub mod connid;
+pub mod destination;
 pub mod encode;
 pub mod timefmt;
 pub mod writer;
+
+use arena::{Arena, Route};
+use chunk::{CHUNK_BYTES, ChunkPool, PAGE_AHEAD, TRIM_AFTER};
+use connid::{ConnId, ConnIdSeq};
+use destination::{DestKey, Destination};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timefmt::{LineClock, now_micros};
+use writer::{FromWriter, Writer};
+
+/// Room for everything in a line but its addresses, data and paths.
+const LINE_FRAME: usize = 160;
+
+/// When the pending lines are written (SPEC §5).
+#[derive(Debug)]
+struct Schedule {
+    interval: Duration,
+    /// When the arena last went from empty to holding something.
+    pending_since: Option<Instant>,
+    last_write_start: Option<Instant>,
+    /// Write as soon as the writer is free (control events on stdout).
+    now: bool,
+}
+
+impl Schedule {
+    /// One interval after the first pending line, and one interval after
+    /// the previous write started; at once when asked, or when `full`.
+    fn due(&self, full: bool, now: Instant) -> Instant {
+        if self.now || full {
+            return now;
+        }
+        let since = self.pending_since.unwrap_or(now) + self.interval;
+        match self.last_write_start {
+            Some(last) => since.max(last + self.interval),
+            None => since,
+        }
+    }
+}
+
+/// What the writer's reports mean for the loop.
+#[derive(Debug, Default, PartialEq)]
+pub struct News {
+    /// Room was freed: throttled pairs may read again.
+    pub room: bool,
+    /// A destination failed: shut down with this message, exit 1.
+    pub failed: Option<String>,
+    /// stdout's reader went away: shut down, exit 0 (SPEC §5).
+    pub stdout_closed: bool,
+}
+
+/// The log's owner.
+pub struct Log {
+    /// The lines being filled.
+    arena: Arena,
+    pool: ChunkPool,
+    writer: Writer,
+    schedule: Schedule,
+    /// The writer holds an arena; the next one waits until it is back.
+    writer_busy: bool,
+    /// Chunks in the arena the writer holds, for how many spares to keep.
+    flushed_chunks: usize,
+    /// Bytes handed to the writer and not yet written.
+    in_flight: usize,
+    /// The writer is paging chunks in for the pool.
+    paging: bool,
+    /// `--max-buffer-mb` in bytes: the arena plus the bytes in flight may
+    /// hold this much before reading from sockets pauses.
+    cap: Option<usize>,
+    destinations: Vec<Destination>,
+    /// An MCP server runs: control events also go to stdout, at once.
+    console: bool,
+    clock: LineClock,
+    ids: ConnIdSeq,
+}
+
+impl Log {
+    /// Starts the writer thread and logs to `first`. With an MCP server
+    /// (`mcp_endpoint`), the controller learns the endpoint at once, then a
+    /// directory's `start-logging`; the implicit stdout is not announced
+    /// (SPEC §7: the first `start-logging` a controller sees is its own).
+    pub fn start(
+        first: Destination,
+        wake: Arc<dyn Fn() + Send + Sync>,
+        flush_interval: Duration,
+        cap: Option<usize>,
+        mcp_endpoint: Option<&str>,
+    ) -> io::Result<Log> {
+        let mut log = Log {
+            arena: Arena::default(),
+            pool: ChunkPool::default(),
+            writer: Writer::spawn(wake)?,
+            schedule: Schedule {
+                interval: flush_interval,
+                pending_since: None,
+                last_write_start: None,
+                now: false,
+            },
+            writer_busy: false,
+            flushed_chunks: 0,
+            in_flight: 0,
+            paging: false,
+            cap,
+            destinations: Vec::new(),
+            console: mcp_endpoint.is_some(),
+            clock: LineClock::default(),
+            ids: ConnIdSeq::starting_at(now_micros()),
+        };
+        if let Some(endpoint) = mcp_endpoint {
+            log.mcp_ready(endpoint);
+        }
+        match first {
+            Destination::Stdout => {
+                log.note_pending();
+                log.arena.add_destination(Destination::Stdout);
+                log.destinations.push(Destination::Stdout);
+            }
+            directory => log.add_destination(directory).map_err(io::Error::other)?,
+        }
+        Ok(log)
+    }
+
+    /// Records when lines start to wait, before anything is added to an
+    /// empty arena: the flush is due one interval later.
+    fn note_pending(&mut self) {
+        if self.arena.is_empty() {
+            self.schedule.pending_since = Some(Instant::now());
+        }
+    }
+
+    /// The buffer to encode one line for `route` into, with `room` bytes
+    /// free, and the clock that writes its time.
+    fn line(&mut self, micros: u64, route: Route, room: usize) -> (&mut Vec<u8>, &mut LineClock) {
+        self.note_pending();
+        let out = self.arena.line(micros, route, room, &mut self.pool);
+        (out, &mut self.clock)
+    }
+
+    /// False when the buffered log lines have reached `--max-buffer-mb`.
+    pub fn has_room(&self) -> bool {
+        self.cap
+            .is_none_or(|cap| self.arena.len() + self.in_flight < cap)
+    }
+
+    /// Logs an `open` and returns the connection's new ConnID.
+    pub fn open(&mut self, micros: u64, from: &str, to: &str, listen_port: u16) -> ConnId {
+        let id = self.ids.take();
+        let (out, clock) = self.line(micros, Route::Traffic, LINE_FRAME + from.len() + to.len());
+        encode::push_open_line(out, clock, micros, &id, from, to, listen_port);
+        id
+    }
+
+    pub fn data(&mut self, micros: u64, id: &ConnId, data: &[u8], from: &str, to: &str) {
+        let room = LINE_FRAME + 3 * data.len() + from.len() + to.len();
+        let (out, clock) = self.line(micros, Route::Traffic, room);
+        encode::push_data_line(out, clock, micros, id, data, from, to);
+    }
+
+    pub fn close(&mut self, micros: u64, id: &ConnId, from: &str, to: &str) {
+        let (out, clock) = self.line(micros, Route::Traffic, LINE_FRAME + from.len() + to.len());
+        encode::push_close_line(out, clock, micros, id, from, to);
+    }
+
+    /// The `mcp-ready` event, for the controller on stdout, written at once.
+    fn mcp_ready(&mut self, endpoint: &str) {
+        let micros = now_micros();
+        let route = Route::Control {
+            console: true,
+            dest: None,
+        };
+        let (out, clock) = self.line(micros, route, LINE_FRAME + endpoint.len());
+        encode::push_mcp_ready(out, clock, micros, endpoint);
+        self.schedule.now = true;
+    }
+
+    /// The active destinations.
+    pub fn destination_keys(&self) -> Vec<DestKey> {
+        self.destinations.iter().map(Destination::key).collect()
+    }
+
+    /// Adds a log destination: traffic logged from now on goes there too
+    /// (SPEC §5, §7). A directory's first line is its `start-logging`.
+    pub fn add_destination(&mut self, destination: Destination) -> Result<(), String> {
+        let key = destination.key();
+        if self.destination_keys().contains(&key) {
+            return Err(format!("already logging to {}", key.describe()));
+        }
+        self.note_pending();
+        self.arena.add_destination(destination.clone());
+        let (directory, format) = match &destination {
+            Destination::Stdout => (None, None),
+            Destination::Directory { dir, format } => (Some(dir.as_str()), Some(format.source())),
+        };
+        self.logging_event(&key, "start-logging", directory, format);
+        self.destinations.push(destination);
+        Ok(())
+    }
+
+    /// Removes a log destination after what was logged for it; its last
+    /// line is its `stop-logging`.
+    pub fn remove_destination(&mut self, key: &DestKey) -> Result<(), String> {
+        let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
+            return Err(format!("not logging to {}", key.describe()));
+        };
+        let destination = self.destinations.remove(i);
+        let directory = match &destination {
+            Destination::Stdout => None,
+            Destination::Directory { dir, .. } => Some(dir.as_str()),
+        };
+        self.logging_event(key, "stop-logging", directory, None);
+        self.note_pending();
+        self.arena.remove_destination(key.clone());
+        Ok(())
+    }
+
+    /// Logs a control event for the destination it concerns and, with MCP,
+    /// for the controller on stdout, written at once (SPEC §5).
+    fn logging_event(
+        &mut self,
+        key: &DestKey,
+        event: &str,
+        directory: Option<&str>,
+        format: Option<&str>,
+    ) {
+        let dest = matches!(key, DestKey::Dir(_)).then(|| key.clone());
+        if dest.is_none() && !self.console {
+            return; // Without MCP only traffic lines reach stdout.
+        }
+        let route = Route::Control {
+            console: self.console,
+            dest,
+        };
+        let micros = now_micros();
+        // JSON escapes take at most 6 bytes per byte (`\u001F`).
+        let text = directory.map_or(0, str::len) + format.map_or(0, str::len);
+        let (out, clock) = self.line(micros, route, LINE_FRAME + 6 * text);
+        encode::push_logging_event(out, clock, micros, event, directory, format);
+        self.schedule.now |= self.console;
+    }
+
+    /// When the log next needs the loop: a flush or letting spares go.
+    pub fn deadline(&self, now: Instant) -> Option<Instant> {
+        let flush = self.may_flush().then(|| self.flush_due(now));
+        flush.into_iter().chain(self.trim_due()).min()
+    }
+
+    fn may_flush(&self) -> bool {
+        !self.writer_busy && !self.arena.is_empty()
+    }
+
+    /// A full log (`--max-buffer-mb`) is written as soon as the writer is
+    /// free, interval or not: otherwise the cap would throttle traffic to
+    /// one cap's worth per interval.
+    fn flush_due(&self, now: Instant) -> Instant {
+        self.schedule.due(!self.has_room(), now)
+    }
+
+    /// Spares are let go once logging has been idle for `TRIM_AFTER`.
+    fn trim_due(&self) -> Option<Instant> {
+        let idle = !self.writer_busy && self.arena.is_empty();
+        (idle && !self.pool.is_empty()).then(|| {
+            self.schedule
+                .last_write_start
+                .map_or(Instant::now(), |t| t + TRIM_AFTER)
+        })
+    }
+
+    /// Does what is due at `now`: the flush, letting spares go, paging in.
+    pub fn run_due(&mut self, now: Instant) {
+        if self.may_flush() && self.flush_due(now) <= now {
+            self.flush(now);
+        }
+        if self.trim_due().is_some_and(|at| at <= now) {
+            self.pool.keep_at_most(0);
+        }
+        self.page_ahead();
+    }
+
+    /// Swaps the arena for an empty one and hands the full one to the writer.
+    fn flush(&mut self, now: Instant) {
+        let full = std::mem::take(&mut self.arena);
+        self.in_flight = full.len();
+        self.flushed_chunks = full.chunk_count();
+        self.writer.send(full);
+        self.writer_busy = true;
+        self.schedule.last_write_start = Some(now);
+        self.schedule.pending_since = None;
+        self.schedule.now = false;
+    }
+
+    /// Chunks worth paging in ahead of the arena: in a burst (more than a
+    /// chunk of lines), enough to have `PAGE_AHEAD` spares, and no more than
+    /// the room `--max-buffer-mb` leaves.
+    fn chunks_to_page_ahead(&self) -> usize {
+        let lines = self.arena.len();
+        if lines <= CHUNK_BYTES {
+            return 0;
+        }
+        let room = self.cap.map_or(PAGE_AHEAD, |cap| {
+            cap.saturating_sub(lines + self.in_flight) / CHUNK_BYTES
+        });
+        PAGE_AHEAD.min(room).saturating_sub(self.pool.len())
+    }
+
+    /// In a burst, until its first flush, every chunk the arena fills is
+    /// memory never touched before. The writer has nothing to write then,
+    /// so it pages chunks in ahead of the loop (a chunk's life, step 6).
+    fn page_ahead(&mut self) {
+        if self.paging || self.writer_busy {
+            return;
+        }
+        let n = self.chunks_to_page_ahead();
+        if n > 0 {
+            self.writer.page(n);
+            self.paging = true;
+        }
+    }
+
+    /// Takes in what the writer reported since the last call.
+    pub fn on_writer_reports(&mut self) -> News {
+        let mut news = News::default();
+        while let Ok(report) = self.writer.reports.try_recv() {
+            self.on_report(report, &mut news);
+        }
+        news
+    }
+
+    fn on_report(&mut self, report: FromWriter, news: &mut News) {
+        match report {
+            FromWriter::Written(chunks) => {
+                self.writer_busy = false;
+                self.in_flight = 0;
+                self.pool.give_back(chunks);
+                self.pool.keep_at_most(self.flushed_chunks + 1);
+                news.room = true;
+            }
+            FromWriter::Chunks(chunks) => {
+                let written: usize = chunks.iter().map(Vec::len).sum();
+                self.in_flight = self.in_flight.saturating_sub(written);
+                self.pool.give_back(chunks);
+                news.room = true;
+            }
+            FromWriter::Paged(chunks) => {
+                self.paging = false;
+                self.pool.give_back(chunks);
+            }
+            FromWriter::Failed { destination, error } => {
+                let message = format!("cannot write to {}: {error}", destination.describe());
+                news.failed.get_or_insert(message);
+            }
+            FromWriter::StdoutClosed => news.stdout_closed = true,
+        }
+    }
+
+    /// SPEC §6: ends every destination (its `stop-logging`), writes out
+    /// every buffered line and stops the writer.
+    pub fn finish(&mut self) -> News {
+        for key in self.destination_keys() {
+            let _ = self.remove_destination(&key);
+        }
+        let mut news = News::default();
+        while self.writer_busy {
+            match self.writer.reports.recv() {
+                Ok(report) => self.on_report(report, &mut news),
+                Err(_) => break,
+            }
+        }
+        if !self.arena.is_empty() {
+            self.flush(Instant::now());
+        }
+        self.writer.finish();
+        while let Ok(report) = self.writer.reports.try_recv() {
+            self.on_report(report, &mut news);
+        }
+        news
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chunk::paged_chunk;
+
+    fn quiet_log(cap: Option<usize>) -> Log {
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+        let mut log = Log::start(
+            Destination::Stdout,
+            wake,
+            Duration::from_secs(60),
+            cap,
+            None,
+        )
+        .unwrap();
+        // Nothing of these tests is written: the arena starts over.
+        log.arena = Arena::default();
+        log
+    }
+
+    fn fill(log: &mut Log, chunks: usize) {
+        for _ in 0..chunks {
+            log.line(0, Route::Traffic, CHUNK_BYTES)
+                .0
+                .resize(CHUNK_BYTES, b'x');
+        }
+    }
+
+    #[test]
+    fn chunks_are_paged_ahead_only_in_a_burst_and_within_the_cap() {
+        let mut log = quiet_log(None);
+        log.line(0, Route::Traffic, 8)
+            .0
+            .extend_from_slice(b"trickle\n");
+        assert_eq!(log.chunks_to_page_ahead(), 0);
+        fill(&mut log, 1);
+        assert_eq!(log.chunks_to_page_ahead(), PAGE_AHEAD);
+        log.pool.give_back((0..3).map(|_| paged_chunk()));
+        assert_eq!(log.chunks_to_page_ahead(), PAGE_AHEAD - 3);
+        // 6 MiB of lines and 2 in flight leave room for 2 chunks under 10.
+        let mut capped = quiet_log(Some(10 * CHUNK_BYTES));
+        fill(&mut capped, 6);
+        capped.in_flight = 2 * CHUNK_BYTES;
+        assert_eq!(capped.chunks_to_page_ahead(), 2);
+        fill(&mut capped, 2);
+        assert_eq!(capped.chunks_to_page_ahead(), 0);
+        assert!(!capped.has_room());
+    }
+
+    #[test]
+    fn ids_are_consecutive_across_opens() {
+        let mut log = quiet_log(None);
+        log.ids = ConnIdSeq::starting_at(0);
+        let a = log.open(5, "1.2.3.4:5", "h:1", 80);
+        let b = log.open(6, "1.2.3.4:6", "h:1", 81);
+        assert_eq!((a.as_str(), b.as_str()), ("00000000", "00000001"));
+        let bytes = log.arena.to_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn the_first_flush_is_one_interval_after_the_first_line() {
+        let start = Instant::now();
+        let mut log = quiet_log(None);
+        assert_eq!(log.deadline(start), None, "nothing pending");
+        log.open(0, "1.2.3.4:5", "h:1", 80);
+        let due = log.deadline(start).expect("a flush is due");
+        let interval = Duration::from_secs(60);
+        assert!(due >= start + interval && due <= Instant::now() + interval);
+        // The interval counts from the first pending line, not from when
+        // the loop first looked.
+        let later = start + Duration::from_secs(30);
+        assert_eq!(log.deadline(later), Some(due));
+    }
+
+    #[test]
+    fn the_implicit_stdout_is_not_announced_a_directory_is() {
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+        let endpoint = Some("http://127.0.0.1:1/mcp");
+        let log = Log::start(
+            Destination::Stdout,
+            wake.clone(),
+            Duration::ZERO,
+            None,
+            endpoint,
+        );
+        let text = String::from_utf8(log.unwrap().arena.to_bytes()).unwrap();
+        assert!(text.contains(r#""event":"mcp-ready""#), "{text}");
+        assert!(!text.contains("start-logging"), "{text}");
+        let dir = Destination::Directory {
+            dir: "unused".into(),
+            format: timefmt::FilenameFormat::parse("x.log").unwrap(),
+        };
+        let log = Log::start(dir, wake, Duration::ZERO, None, endpoint).unwrap();
+        let text = String::from_utf8(log.arena.to_bytes()).unwrap();
+        let ready = text.find("mcp-ready").expect("mcp-ready");
+        let started = text.find(r#""event":"start-logging","directory":"unused""#);
+        assert!(started.is_some_and(|at| at > ready), "{text}");
+    }
+}

@@ -7,8 +7,10 @@
 //! the bytes go out through `WriteThrough`, past the page cache. Failures go
 //! back to the loop over a channel plus the loop's `Waker`.
 
-use crate::log::arena::{Arena, Route, Run, paged_chunk};
-use crate::log::timefmt::FilenameFormat;
+use super::arena::{Arena, Route, Run};
+use super::chunk::paged_chunk;
+use super::destination::{DestKey, Destination};
+use super::timefmt::FilenameFormat;
 use crate::sys::WriteThrough;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -18,39 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
-
-/// Where log lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    Stdout,
-    Directory { dir: String, format: FilenameFormat },
-}
-
-/// Names a destination: stdout, or a directory as given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestKey {
-    Stdout,
-    Dir(String),
-}
-
-impl Destination {
-    pub fn key(&self) -> DestKey {
-        match self {
-            Destination::Stdout => DestKey::Stdout,
-            Destination::Directory { dir, .. } => DestKey::Dir(dir.clone()),
-        }
-    }
-}
-
-impl DestKey {
-    /// How the destination is named in messages.
-    pub fn describe(&self) -> String {
-        match self {
-            DestKey::Stdout => "stdout".into(),
-            DestKey::Dir(dir) => format!("log directory '{dir}'"),
-        }
-    }
-}
 
 /// What the loop asks of the writer.
 pub enum ToWriter {
@@ -63,8 +32,9 @@ pub enum ToWriter {
 
 /// What the writer tells the loop.
 pub enum FromWriter {
-    /// An arena is written; it comes back empty for reuse.
-    Written(Arena),
+    /// An arena is written; its chunks come back for reuse (those given
+    /// back early as empty placeholders).
+    Written(Vec<Vec<u8>>),
     /// Chunks of the arena being written that nothing left to write needs:
     /// back early, so the loop fills them instead of fresh memory.
     Chunks(Vec<Vec<u8>>),
@@ -100,8 +70,7 @@ impl Writer {
                     let report = match message {
                         ToWriter::Write(mut arena) => {
                             outputs.write(&mut arena, &outbox, &*wake);
-                            arena.clear();
-                            FromWriter::Written(arena)
+                            FromWriter::Written(arena.into_chunks())
                         }
                         ToWriter::Page(n) => {
                             FromWriter::Paged((0..n).map(|_| paged_chunk()).collect())
@@ -240,22 +209,15 @@ impl Outputs {
         }
         // With one destination to write (the usual case), chunks go back as
         // soon as it is past them; with more, the arena comes back whole.
-        // (Past the last piece, `needed_from` is usize::MAX: the arena
-        // itself goes back then.)
         let single = self.list.iter().filter(|o| !o.pieces.is_empty()).count() == 1;
-        let mut given_back = 0;
-        let mut give_back = |arena: &mut Arena, needed_from: usize| {
-            if single && needed_from != usize::MAX && needed_from >= given_back + GIVE_BACK_CHUNKS {
-                let _ = reports.send(FromWriter::Chunks(
-                    arena.take_chunks(given_back..needed_from),
-                ));
-                wake();
-                given_back = needed_from;
-            }
+        let mut early = EarlyReturn {
+            reports,
+            wake,
+            given_back: 0,
         };
         let mut stdout_closed = false;
         self.list.retain_mut(|output| {
-            let result = output.write_pieces(arena, &mut give_back);
+            let result = output.write_pieces(arena, single.then_some(&mut early));
             output.pieces.clear();
             output.names.rendered.clear();
             match result {
@@ -303,12 +265,12 @@ impl Output {
         }
     }
 
-    /// Writes this flush's pieces. After each, `give_back` learns the
+    /// Writes this flush's pieces. After each, `early` (if any) learns the
     /// lowest chunk that the pieces still to write read.
     fn write_pieces(
         &mut self,
         arena: &mut Arena,
-        give_back: &mut dyn FnMut(&mut Arena, usize),
+        mut early: Option<&mut EarlyReturn>,
     ) -> io::Result<()> {
         let Output {
             destination,
@@ -336,22 +298,28 @@ impl Output {
             .iter()
             .flat_map(|(_, list)| list.iter().map(|&i| &pieces[i]))
             .collect();
-        // still_needed[j]: the lowest chunk that order[j..] reads.
-        let mut still_needed = vec![usize::MAX; order.len() + 1];
+        // still_needed[j]: the lowest chunk that order[j..] reads (None past
+        // the last piece: the rest go back with the arena).
+        let mut still_needed: Vec<Option<usize>> = vec![None; order.len() + 1];
         for j in (0..order.len()).rev() {
-            still_needed[j] = still_needed[j + 1].min(order[j].chunk);
+            let chunk = order[j].chunk;
+            still_needed[j] = Some(still_needed[j + 1].map_or(chunk, |c| c.min(chunk)));
         }
         let mut written = 0;
         for (name, list) in &files {
             let todo = &order[written..written + list.len()];
             let needed = &still_needed[written + 1..];
             match destination {
-                Destination::Stdout => {
-                    write_file(&mut io::stdout().lock(), arena, todo, needed, give_back)?
-                }
+                Destination::Stdout => write_file(
+                    &mut io::stdout().lock(),
+                    arena,
+                    todo,
+                    needed,
+                    early.as_deref_mut(),
+                )?,
                 Destination::Directory { dir, .. } => {
                     let mut file = open_append(&Path::new(dir).join(name))?;
-                    write_file(&mut file, arena, todo, needed, give_back)?
+                    write_file(&mut file, arena, todo, needed, early.as_deref_mut())?
                 }
             }
             written += list.len();
@@ -360,23 +328,47 @@ impl Output {
     }
 }
 
-/// Writes `pieces` to `out`, telling `give_back` after piece `j` that the
-/// rest read no chunk below `still_needed[j]`.
+/// Writes `pieces` to `out`, telling `early` after piece `j` that the rest
+/// read no chunk below `still_needed[j]`.
 fn write_file<W: Write + AsFd>(
     out: &mut W,
     arena: &mut Arena,
     pieces: &[&Piece],
-    still_needed: &[usize],
-    give_back: &mut dyn FnMut(&mut Arena, usize),
+    still_needed: &[Option<usize>],
+    mut early: Option<&mut EarlyReturn>,
 ) -> io::Result<()> {
     let mut through = WriteThrough::new(out);
     for (piece, &needed) in pieces.iter().zip(still_needed) {
         through.write(out, &arena.chunk(piece.chunk)[piece.range.clone()])?;
-        give_back(arena, needed);
+        if let (Some(early), Some(needed)) = (early.as_deref_mut(), needed) {
+            early.done_below(arena, needed);
+        }
     }
     out.flush()?;
     through.finish();
     Ok(())
+}
+
+/// Gives chunks back to the loop while their arena is still being written
+/// (a chunk's life, step 4, in `chunk`): a few at a time, so the loop fills
+/// them again while they are paged in, instead of fresh memory.
+struct EarlyReturn<'a> {
+    reports: &'a Sender<FromWriter>,
+    wake: &'a dyn Fn(),
+    /// The chunks below this one went back already.
+    given_back: usize,
+}
+
+impl EarlyReturn<'_> {
+    /// Nothing left to write reads a chunk below `needed_from`.
+    fn done_below(&mut self, arena: &mut Arena, needed_from: usize) {
+        if needed_from >= self.given_back + GIVE_BACK_CHUNKS {
+            let chunks = arena.take_chunks(self.given_back..needed_from);
+            let _ = self.reports.send(FromWriter::Chunks(chunks));
+            (self.wake)();
+            self.given_back = needed_from;
+        }
+    }
 }
 
 /// File names by second: each second is rendered once.
@@ -398,17 +390,6 @@ impl FileNames {
     }
 }
 
-/// Creates a log directory (and its parents) and proves a file can be made
-/// in it; checked before logging there starts (SPEC §2, §7).
-pub fn prepare_directory(dir: &str) -> Result<(), String> {
-    let path = Path::new(dir);
-    fs::create_dir_all(path).map_err(|e| format!("cannot create log directory '{dir}': {e}"))?;
-    let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
-    fs::File::create(&probe).map_err(|e| format!("cannot write to log directory '{dir}': {e}"))?;
-    let _ = fs::remove_file(&probe);
-    Ok(())
-}
-
 /// Opens a log file in append mode. A missing directory (moved or deleted
 /// since) is created again (SPEC §5).
 fn open_append(path: &Path) -> io::Result<File> {
@@ -427,7 +408,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::arena::CHUNK_BYTES;
+    use crate::log::chunk::{CHUNK_BYTES, ChunkPool};
     use std::path::PathBuf;
     use std::sync::mpsc::RecvTimeoutError;
     use std::time::Duration;
@@ -440,7 +421,7 @@ mod tests {
 
     fn written(writer: &Writer) {
         match writer.reports.recv_timeout(Duration::from_secs(10)) {
-            Ok(FromWriter::Written(back)) => assert!(back.is_empty()),
+            Ok(FromWriter::Written(_)) => {}
             Ok(_) => panic!("unexpected report"),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!("no report"),
         }
@@ -471,28 +452,29 @@ mod tests {
         let format = FilenameFormat::parse("%S.log").unwrap();
         let shown = dir.join("sub").to_string_lossy().to_string();
         let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let pool = &mut ChunkPool::default();
         let mut arena = Arena::default();
-        arena.line(0, 64).extend_from_slice(b"before\n");
+        arena.push(0, b"before\n", pool);
         arena.add_destination(Destination::Directory {
             dir: shown.clone(),
             format,
         });
-        arena.line(1_000_000, 64).extend_from_slice(b"one-a\n");
-        arena.line(2_000_000, 64).extend_from_slice(b"two\n");
-        arena.line(1_000_001, 64).extend_from_slice(b"one-b\n");
+        arena.push(1_000_000, b"one-a\n", pool);
+        arena.push(2_000_000, b"two\n", pool);
+        arena.push(1_000_001, b"one-b\n", pool);
         writer.send(arena);
         written(&writer);
         let mut again = Arena::default();
-        again.line(1_000_000, 64).extend_from_slice(b"one-c\n");
+        again.push(1_000_000, b"one-c\n", pool);
         let own = Route::Control {
             console: false,
             dest: Some(DestKey::Dir(shown.clone())),
         };
         again
-            .line_for(1_000_000, own, 64)
+            .line(1_000_000, own, 64, pool)
             .extend_from_slice(b"own\n");
         again.remove_destination(DestKey::Dir(shown));
-        again.line(1_000_000, 64).extend_from_slice(b"after\n");
+        again.push(1_000_000, b"after\n", pool);
         writer.send(again);
         writer.finish();
         let sub = dir.join("sub");
@@ -511,6 +493,7 @@ mod tests {
         let format = FilenameFormat::parse("%S.log").unwrap();
         let shown = dir.to_string_lossy().to_string();
         let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let pool = &mut ChunkPool::default();
         let mut arena = Arena::default();
         arena.add_destination(Destination::Directory { dir: shown, format });
         // A line per chunk: 20 in second 1, 20 in second 2, then one more in
@@ -519,7 +502,7 @@ mod tests {
         for (i, secs) in seconds.iter().enumerate() {
             let line = format!("{i}\n");
             arena
-                .line(secs * 1_000_000, CHUNK_BYTES)
+                .line(secs * 1_000_000, Route::Traffic, CHUNK_BYTES, pool)
                 .extend_from_slice(line.as_bytes());
         }
         writer.send(arena);
@@ -536,11 +519,11 @@ mod tests {
             }
         };
         writer.finish();
-        let mut back = Arena::default();
-        back.recycle(rest);
+        let mut back = ChunkPool::default();
+        back.give_back(rest);
         assert!(early > 0, "no chunk came back before the whole arena");
         assert_eq!(
-            early * CHUNK_BYTES + back.spare_capacity(),
+            early * CHUNK_BYTES + back.capacity(),
             seconds.len() * CHUNK_BYTES
         );
         let lines = |secs: u64| -> String {
@@ -561,12 +544,13 @@ mod tests {
         let format = FilenameFormat::parse("x.log").unwrap();
         let shown = blocker.join("sub").to_string_lossy().to_string();
         let mut writer = Writer::spawn(Arc::new(|| {})).unwrap();
+        let pool = &mut ChunkPool::default();
         let mut arena = Arena::default();
         arena.add_destination(Destination::Directory {
             dir: shown.clone(),
             format,
         });
-        arena.line(0, 64).extend_from_slice(b"x\n");
+        arena.push(0, b"x\n", pool);
         writer.send(arena);
         match writer.reports.recv_timeout(Duration::from_secs(10)) {
             Ok(FromWriter::Failed { destination, .. }) => {

@@ -2,8 +2,8 @@
 //! outcome out. What a tool does to the proxy goes through the `Control`
 //! trait, so the dispatcher has no sockets and is tested with a fake.
 
+use crate::log::destination::{DestKey, Destination};
 use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
-use crate::log::writer::{DestKey, Destination};
 use crate::proxy::rule::PortRule;
 use serde_json::{Map, Value, json};
 

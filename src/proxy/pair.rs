@@ -5,7 +5,7 @@
 //! emptied the socket), so every edge is consumed and interest never needs
 //! editing.
 
-use crate::log::arena::Logger;
+use crate::log::Log;
 use crate::log::connid::ConnId;
 use crate::log::timefmt::now_micros;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
@@ -47,7 +47,7 @@ pub enum Phase {
 /// What a handler needs from the loop.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
-    pub log: &'a mut Logger,
+    pub log: &'a mut Log,
     pub scratch: &'a mut [u8],
 }
 
@@ -88,7 +88,7 @@ impl Ends {
 
     /// Logs `close` once, from `from` to the other side (SPEC §4); nothing
     /// if no `open` was logged.
-    fn log_close(&mut self, log: &mut Logger, from: Side) {
+    fn log_close(&mut self, log: &mut Log, from: Side) {
         let Some(id) = self.conn_id else { return };
         if !self.close_logged {
             self.close_logged = true;

@@ -124,8 +124,12 @@ def main():
 
     stdout_lines = [ready] + [json.loads(l) for l in out.decode().splitlines()]
     events = [l["event"] for l in stdout_lines if "ConnID" not in l]
-    assert events == ["mcp-ready", "start-logging", "stop-logging", "start-logging", "stop-logging"], events
-    assert stdout_lines[1] == {"time": stdout_lines[1]["time"], "event": "start-logging", "directory": None}
+    # The implicit stdout destination is not announced (SPEC §7); its stop is.
+    assert events == ["mcp-ready", "stop-logging", "start-logging", "stop-logging"], events
+    stop = [l for l in stdout_lines if l.get("event") == "stop-logging"][0]
+    assert stop == {"time": stop["time"], "event": "stop-logging", "directory": None}, stop
+    start = [l for l in stdout_lines if l.get("event") == "start-logging"][0]
+    assert start["directory"] == LOG_DIR, start
     opens = [l for l in stdout_lines if l.get("event") == "open"]
     assert len(opens) == 1, opens  # the second connection was logged nowhere
     first = opens[0]
