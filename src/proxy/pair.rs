@@ -194,30 +194,20 @@ impl Pair {
         }
     }
 
-    /// An event on the connecting target. Linux reports a connecting socket
-    /// writable only once the handshake is done, and a failed connect comes
-    /// with an error or hangup, so a plain writable event means connected.
-    /// Anything else takes mio's recipe: `take_error`, then `peer_addr`
-    /// (`NotConnected` means not yet); two system calls per connection that
-    /// the common case saves.
+    /// An event on the connecting target: mio's recipe, `take_error`, then
+    /// `peer_addr` (`NotConnected` means not yet).
     fn check_connect(&mut self, key: usize, event: &Event, ctx: &mut Ctx) -> Status {
         let Some(target) = &self.target else {
             return Status::Alive;
         };
-        let plain_writable = event.is_writable()
-            && !event.is_error()
-            && !event.is_write_closed()
-            && !event.is_read_closed();
-        if !plain_writable {
-            match target.take_error() {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
-            }
-            match target.peer_addr() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Alive,
-                Err(_) => return self.connect_next(key, ctx),
-            }
+        match target.take_error() {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
+        }
+        match target.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Alive,
+            Err(_) => return self.connect_next(key, ctx),
         }
         // Bytes the target sent already came with this event (epoll reports
         // the state when it is read); later ones bring an event of their own.
@@ -273,16 +263,13 @@ impl Pair {
                 log.data(now_micros(), &id, data, from, to);
                 log.has_room()
             };
-            let (pipe, other) = match src {
-                Side::Client => (&mut self.up, &self.down),
-                Side::Target => (&mut self.down, &self.up),
+            let pipe = match src {
+                Side::Client => &mut self.up,
+                Side::Target => &mut self.down,
             };
             let turn = Turn {
                 may_read,
                 short_read_drains: drained == Some(src),
-                // The other direction has ended: once this one ends too,
-                // both sockets are closed below, and the close sends the FIN.
-                close_passes_fin: other.fin_sent,
             };
             let outcome = match src {
                 Side::Client => {

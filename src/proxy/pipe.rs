@@ -33,9 +33,6 @@ pub struct Turn {
     /// instead of reading again to see `WouldBlock` (edge-triggered events
     /// announce new bytes).
     pub short_read_drains: bool,
-    /// The other direction has ended too, so `dst` is closed as soon as this
-    /// pump finishes, and closing it passes the FIN on: no shutdown call.
-    pub close_passes_fin: bool,
 }
 
 /// Which end of a pipe failed.
@@ -129,9 +126,7 @@ impl Pipe {
             if self.eof {
                 if !self.fin_sent {
                     // SPEC §3: pass the FIN on once everything before it is sent.
-                    if !turn.close_passes_fin
-                        && let Err(e) = dst.shutdown_write()
-                    {
+                    if let Err(e) = dst.shutdown_write() {
                         return Pump::Failed(End::Dst, e);
                     }
                     self.fin_sent = true;
@@ -241,7 +236,6 @@ mod tests {
     const READ: Turn = Turn {
         may_read: true,
         short_read_drains: false,
-        close_passes_fin: false,
     };
     const PAUSED: Turn = Turn {
         may_read: false,
@@ -338,26 +332,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn when_closing_passes_the_fin_no_shutdown_is_made() {
-        let mut pipe = Pipe::default();
-        let mut s = src(vec![Ok(b"abc".to_vec()), Ok(Vec::new())]);
-        let mut d = FakeDst {
-            room: usize::MAX,
-            ..Default::default()
-        };
-        let mut scratch = vec![0; READ_CHUNK];
-        let last = Turn {
-            close_passes_fin: true,
-            ..READ
-        };
-        let out = pipe.pump(&mut s, &mut d, &mut scratch, last, &mut |_: &[u8]| true);
-        assert!(matches!(out, Pump::Finished));
-        // Everything delivered and the FIN counted as passed, but the
-        // socket is left for the caller to close.
-        assert!(pipe.eof && pipe.fin_sent && !d.fin);
-        assert_eq!(d.got, b"abc");
-    }
     #[test]
     fn errors_name_the_failing_end() {
         let mut scratch = vec![0; READ_CHUNK];
