@@ -10,14 +10,16 @@ use std::ffi::OsString;
 pub const DEFAULT_FLUSH_MILLIS: u64 = 2000;
 /// Longest accepted `--flush-millis`: one day.
 pub const MAX_FLUSH_MILLIS: u64 = 86_400_000;
-/// Largest accepted `--max-buffer-mb`: 1 TiB.
+/// Largest accepted `--max-buffer-mb` and `--flush-mb`: 1 TiB.
 pub const MAX_BUFFER_MB: u64 = 1024 * 1024;
+/// Default `--flush-mb`: a flush starts once this many MiB are pending.
+pub const DEFAULT_FLUSH_MB: u64 = 64;
 
 pub const HELP: &str = "\
 rawprox - a transparent TCP proxy that logs every byte as NDJSON
 
 Usage:
-  rawprox.exe [--mcp-port PORT] [--flush-millis MS] [--max-buffer-mb N] [--filename-format FORMAT] [PORT_RULE...] [@LOG_DIRECTORY]
+  rawprox.exe [--mcp-port PORT] [--flush-millis MS] [--flush-mb N] [--max-buffer-mb N] [--filename-format FORMAT] [PORT_RULE...] [@LOG_DIRECTORY]
 
 Arguments (in any order):
   PORT_RULE                 [BIND_ADDRESS:]LOCAL_PORT:TARGET_HOST:TARGET_PORT
@@ -28,6 +30,8 @@ Arguments (in any order):
   --mcp-port PORT           Also run the MCP control server on 127.0.0.1:PORT (0: any free port).
   --flush-millis MS         Minimum interval between log writes, default 2000; 0 writes at once.
                             Also --flush-millis=MS and --flush-interval-ms=MS.
+  --flush-mb N              Also write as soon as N MiB of lines are pending, without waiting
+                            for the interval (default 64; 0: the interval alone).
   --max-buffer-mb N         Cap buffered log lines at N MiB: past it, rawprox stops reading
                             from sockets until the log is written (default: no cap).
   --filename-format FORMAT  Log file name pattern (strftime subset %Y %m %d %H %M %S %j %%),
@@ -36,7 +40,8 @@ Arguments (in any order):
   -V, --version             Print the version.
 
 Logs go to stdout unless @LOG_DIRECTORY is given: one JSON object per line for
-every connection open, every read of data and every close.
+every connection open, every read of data and every close. An option given
+more than once counts with its last value.
 
 Examples:
   rawprox.exe 8080:127.0.0.1:9000
@@ -69,6 +74,8 @@ pub struct Config {
     pub mcp_port: Option<u16>,
     /// `--max-buffer-mb`: cap on buffered log lines; past it, reading pauses.
     pub max_buffer_mb: Option<u64>,
+    /// `--flush-mb`: write once this many MiB are pending (0: never early).
+    pub flush_mb: u64,
 }
 
 /// `Error: {message}` as one line: control characters the user typed (a
@@ -87,33 +94,36 @@ pub fn error_line(message: &str) -> String {
 
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
-    let mut args = pico_args::Arguments::from_vec(args);
+    let mut args = pico_args::Arguments::from_vec(one_spelling(args));
     if args.contains(["-h", "--help"]) {
         return Ok(Command::Help);
     }
     if args.contains(["-V", "--version"]) {
         return Ok(Command::Version);
     }
-    let flush_millis = flush_option(&mut args, "--flush-millis")?
-        .or(flush_option(&mut args, "--flush-interval-ms")?)
-        .unwrap_or(DEFAULT_FLUSH_MILLIS);
-    let mcp_port: Option<u16> = args
-        .opt_value_from_fn("--mcp-port", |text: &str| {
-            text.parse::<u16>()
-                .map_err(|_| format!("'{text}' is not a port number (0-65535)"))
-        })
-        .map_err(|e| option_error(e, "--mcp-port"))?;
-    let max_buffer_mb: Option<u64> = args
-        .opt_value_from_fn("--max-buffer-mb", |text: &str| match text.parse::<u64>() {
-            Ok(mb @ 1..=MAX_BUFFER_MB) => Ok(mb),
-            _ => Err(format!(
-                "'{text}' is not a number of MiB (1-{MAX_BUFFER_MB})"
-            )),
-        })
-        .map_err(|e| option_error(e, "--max-buffer-mb"))?;
-    let filename_format: Option<String> = args
-        .opt_value_from_str("--filename-format")
-        .map_err(|e| option_error(e, "--filename-format"))?;
+    let flush_millis = last_value(&mut args, "--flush-millis", |text| {
+        match text.parse::<u64>() {
+            Ok(ms) if ms <= MAX_FLUSH_MILLIS => Ok(ms),
+            Ok(_) => Err(format!("'{text}' is out of range (0-{MAX_FLUSH_MILLIS})")),
+            Err(_) => Err(format!("'{text}' is not a whole number of milliseconds")),
+        }
+    })?
+    .unwrap_or(DEFAULT_FLUSH_MILLIS);
+    let mcp_port = last_value(&mut args, "--mcp-port", |text| match text.parse::<u16>() {
+        Ok(port) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+        _ => Err(format!("'{text}' is not a port number (0-65535)")),
+    })?;
+    let max_buffer_mb = last_value(&mut args, "--max-buffer-mb", |text| match mib(text) {
+        Some(mb @ 1..) => Ok(mb),
+        _ => Err(format!(
+            "'{text}' is not a number of MiB (1-{MAX_BUFFER_MB})"
+        )),
+    })?;
+    let flush_mb = last_value(&mut args, "--flush-mb", |text| {
+        mib(text).ok_or_else(|| format!("'{text}' is not a number of MiB (0-{MAX_BUFFER_MB})"))
+    })?
+    .unwrap_or(DEFAULT_FLUSH_MB);
+    let filename_format = last_value(&mut args, "--filename-format", |text| Ok(text.to_owned()))?;
 
     let mut rules: Vec<PortRule> = Vec::new();
     let mut log_dir: Option<String> = None;
@@ -170,19 +180,70 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         flush_millis,
         mcp_port,
         max_buffer_mb,
+        flush_mb,
     }))
 }
 
-fn flush_option(
+/// Options that take a value.
+const VALUE_OPTIONS: [&str; 5] = [
+    "--mcp-port",
+    "--flush-millis",
+    "--flush-mb",
+    "--max-buffer-mb",
+    "--filename-format",
+];
+
+/// Every option in one spelling, so that the last one given counts (SPEC
+/// §2): `--name=value` becomes `--name value` (pico-args would find the two
+/// forms apart, not in order), and the older rawprox's
+/// `--flush-interval-ms` becomes `--flush-millis`.
+fn one_spelling(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (text, None),
+        };
+        let name = if name == "--flush-interval-ms" {
+            "--flush-millis"
+        } else {
+            name
+        };
+        match value {
+            Some(value) if VALUE_OPTIONS.contains(&name) => {
+                out.push(name.into());
+                out.push(value.into());
+            }
+            None if VALUE_OPTIONS.contains(&name) => out.push(name.into()),
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+/// The value of option `name`, parsed by `parse`: the last one when given
+/// more than once (SPEC §2), each of them checked.
+fn last_value<T>(
     args: &mut pico_args::Arguments,
     name: &'static str,
-) -> Result<Option<u64>, String> {
-    args.opt_value_from_fn(name, |text: &str| match text.parse::<u64>() {
-        Ok(ms) if ms <= MAX_FLUSH_MILLIS => Ok(ms),
-        Ok(_) => Err(format!("'{text}' is out of range (0-{MAX_FLUSH_MILLIS})")),
-        Err(_) => Err(format!("'{text}' is not a whole number of milliseconds")),
-    })
-    .map_err(|e| option_error(e, name))
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let values: Vec<T> = args
+        .values_from_fn(name, parse)
+        .map_err(|e| option_error(e, name))?;
+    Ok(values.into_iter().last())
+}
+
+/// A number of MiB, 0 to `MAX_BUFFER_MB`, in plain digits.
+fn mib(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    text.parse::<u64>()
+        .ok()
+        .filter(|&mb| digits && mb <= MAX_BUFFER_MB)
 }
 
 fn option_error(e: pico_args::Error, name: &str) -> String {
@@ -249,6 +310,8 @@ mod tests {
             Some(16)
         );
         assert_eq!(config(&["1:a:2"]).max_buffer_mb, None);
+        assert_eq!(config(&["1:a:2"]).flush_mb, DEFAULT_FLUSH_MB);
+        assert_eq!(config(&["1:a:2", "--flush-mb", "0"]).flush_mb, 0);
         let c = config(&["--mcp-port", "0"]);
         assert_eq!((c.mcp_port, c.rules.len()), (Some(0), 0));
         let c = config(&["--mcp-port=9999", "@logs"]);
@@ -256,6 +319,35 @@ mod tests {
             (c.mcp_port, c.log_dir.as_deref()),
             (Some(9999), Some("logs"))
         );
+    }
+
+    /// SPEC §2: an option given more than once counts with its last value,
+    /// in any spelling.
+    #[test]
+    fn the_last_value_of_an_option_counts_in_any_spelling() {
+        let flush = |args: &[&str]| config(&[&["1:a:2"], args].concat()).flush_millis;
+        assert_eq!(flush(&["--flush-millis", "1", "--flush-millis", "2"]), 2);
+        assert_eq!(flush(&["--flush-millis=1", "--flush-interval-ms=2"]), 2);
+        assert_eq!(flush(&["--flush-interval-ms", "3", "--flush-millis=1"]), 1);
+        assert_eq!(
+            flush(&["--flush-interval-ms=3", "--flush-interval-ms", "4"]),
+            4
+        );
+        let c = config(&["--mcp-port", "1", "--mcp-port=2", "--max-buffer-mb=3"]);
+        assert_eq!(c.mcp_port, Some(2));
+        let c = config(&["1:a:2", "--max-buffer-mb=3", "--max-buffer-mb", "4"]);
+        assert_eq!(c.max_buffer_mb, Some(4));
+        let c = config(&[
+            "1:a:2",
+            "@l",
+            "--filename-format",
+            "a.log",
+            "--filename-format=b.log",
+        ]);
+        assert_eq!(c.filename_format.source(), "b.log");
+        // Every value is checked, not only the last.
+        let err = parse_strs(&["1:a:2", "--flush-millis=x", "--flush-millis=5"]).unwrap_err();
+        assert!(err.contains("'x'"), "{err}");
     }
 
     #[test]
@@ -292,6 +384,14 @@ mod tests {
             (&["1:a:2", "--max-buffer-mb", "x"], "'x'"),
             (&["--mcp-port", "65536"], "'65536'"),
             (&["--mcp-port", "-1"], "'-1'"),
+            (&["--mcp-port", "+80"], "'+80'"),
+            (&["1:a:2", "--flush-mb", "-1"], "'-1'"),
+            (&["1:a:2", "--flush-mb", "+5"], "'+5'"),
+            (&["1:a:2", "--flush-mb"], "--flush-mb needs a value"),
+            (
+                &["1:a:2", "@l", "--filename-format", "/"],
+                "--filename-format",
+            ),
             (
                 &["--mcp-port", "0", "--filename-format", "x"],
                 "needs a @LOG_DIRECTORY",

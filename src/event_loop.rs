@@ -4,7 +4,7 @@
 //! helper threads that wake it.
 
 use crate::log::destination::Destination;
-use crate::log::{Log, News};
+use crate::log::{Log, News, Settings};
 use crate::mcp::McpConn;
 use crate::proxy::listener::{Accept, Listener};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
@@ -79,8 +79,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         mcp_listener: Option<TcpListener>,
         destination: Destination,
-        flush_millis: u64,
-        max_buffer_bytes: Option<usize>,
+        log_settings: Settings,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -130,8 +129,7 @@ impl EventLoop {
         let log = Log::start(
             destination,
             Arc::clone(&wake),
-            Duration::from_millis(flush_millis),
-            max_buffer_bytes,
+            log_settings,
             endpoint.as_deref(),
         )?;
         Ok(EventLoop {

@@ -15,6 +15,7 @@ use log::destination::{self, Destination};
 use proxy::listener::Listener;
 use std::fmt;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// A start-up or run-time failure; `main` prints it as `Error: {it}`.
 #[derive(Debug)]
@@ -50,17 +51,14 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
         .collect::<Result<Vec<_>, String>>()
         .map_err(Error)?;
     let mcp_listener = config.mcp_port.map(bind_mcp).transpose()?;
-    let max_buffer_bytes = config
-        .max_buffer_mb
-        .map(|mb| (mb as usize).saturating_mul(1024 * 1024));
-    let event_loop = EventLoop::new(
-        listeners,
-        mcp_listener,
-        destination,
-        config.flush_millis,
-        max_buffer_bytes,
-    )
-    .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
+    let mib = |mb: u64| (mb as usize).saturating_mul(1024 * 1024);
+    let log_settings = log::Settings {
+        flush_interval: Duration::from_millis(config.flush_millis),
+        flush_bytes: (config.flush_mb > 0).then(|| mib(config.flush_mb)),
+        cap: config.max_buffer_mb.map(mib),
+    };
+    let event_loop = EventLoop::new(listeners, mcp_listener, destination, log_settings)
+        .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
     match event_loop.run() {
         Stop::Clean => Ok(ExitCode::SUCCESS),
         Stop::Failed(message) => Err(Error(message)),

@@ -26,6 +26,19 @@ use writer::{FromWriter, Writer};
 /// Room for everything in a line but its addresses, data and paths.
 const LINE_FRAME: usize = 160;
 
+/// How the log is written, from the command line (SPEC §2, §5).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `--flush-millis`: the least time from one write to the next.
+    pub flush_interval: Duration,
+    /// `--flush-mb` in bytes: write this much at once, interval or not
+    /// (None: the interval alone).
+    pub flush_bytes: Option<usize>,
+    /// `--max-buffer-mb` in bytes: the arena plus the bytes in flight may
+    /// hold this much before reading from sockets pauses.
+    pub cap: Option<usize>,
+}
+
 /// When the pending lines are written (SPEC §5).
 #[derive(Debug)]
 struct Schedule {
@@ -78,9 +91,10 @@ pub struct Log {
     in_flight: usize,
     /// The writer is paging chunks in for the pool.
     paging: bool,
-    /// `--max-buffer-mb` in bytes: the arena plus the bytes in flight may
-    /// hold this much before reading from sockets pauses.
+    /// `--max-buffer-mb` in bytes (see `Settings`).
     cap: Option<usize>,
+    /// `--flush-mb` in bytes (see `Settings`).
+    flush_bytes: Option<usize>,
     destinations: Vec<Destination>,
     /// An MCP server runs: control events also go to stdout, at once.
     console: bool,
@@ -96,8 +110,7 @@ impl Log {
     pub fn start(
         first: Destination,
         wake: Arc<dyn Fn() + Send + Sync>,
-        flush_interval: Duration,
-        cap: Option<usize>,
+        settings: Settings,
         mcp_endpoint: Option<&str>,
     ) -> io::Result<Log> {
         let mut log = Log {
@@ -105,7 +118,7 @@ impl Log {
             pool: ChunkPool::default(),
             writer: Writer::spawn(wake)?,
             schedule: Schedule {
-                interval: flush_interval,
+                interval: settings.flush_interval,
                 pending_since: None,
                 last_write_start: None,
                 now: false,
@@ -114,7 +127,8 @@ impl Log {
             flushed_chunks: 0,
             in_flight: 0,
             paging: false,
-            cap,
+            cap: settings.cap,
+            flush_bytes: settings.flush_bytes,
             destinations: Vec::new(),
             console: mcp_endpoint.is_some(),
             clock: LineClock::default(),
@@ -262,11 +276,15 @@ impl Log {
         !self.writer_busy && !self.arena.is_empty()
     }
 
-    /// A full log (`--max-buffer-mb`) is written as soon as the writer is
-    /// free, interval or not: otherwise the cap would throttle traffic to
-    /// one cap's worth per interval.
+    /// `--flush-mb` of pending lines are written as soon as the writer is
+    /// free, interval or not, so a bulk transfer does not hold seconds of
+    /// log in memory; so is a full log (`--max-buffer-mb`), which the cap
+    /// would otherwise throttle to one cap's worth per interval.
     fn flush_due(&self, now: Instant) -> Instant {
-        self.schedule.due(!self.has_room(), now)
+        let big = self
+            .flush_bytes
+            .is_some_and(|bytes| self.arena.len() >= bytes);
+        self.schedule.due(big || !self.has_room(), now)
     }
 
     /// Spares are let go once logging has been idle for `TRIM_AFTER`.
@@ -397,14 +415,12 @@ mod tests {
 
     fn quiet_log(cap: Option<usize>) -> Log {
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
-        let mut log = Log::start(
-            Destination::Stdout,
-            wake,
-            Duration::from_secs(60),
+        let settings = Settings {
+            flush_interval: Duration::from_secs(60),
+            flush_bytes: Some(4 * CHUNK_BYTES),
             cap,
-            None,
-        )
-        .unwrap();
+        };
+        let mut log = Log::start(Destination::Stdout, wake, settings, None).unwrap();
         // Nothing of these tests is written: the arena starts over.
         log.arena = Arena::default();
         log
@@ -467,16 +483,27 @@ mod tests {
     }
 
     #[test]
+    fn flush_mb_of_pending_lines_are_due_at_once() {
+        let now = Instant::now();
+        let mut log = quiet_log(None);
+        fill(&mut log, 3);
+        assert!(log.deadline(now).is_some_and(|due| due > now));
+        fill(&mut log, 1);
+        assert_eq!(log.deadline(now), Some(now), "4 MiB pending");
+        log.flush_bytes = None;
+        assert!(log.deadline(now).is_some_and(|due| due > now));
+    }
+
+    #[test]
     fn the_implicit_stdout_is_not_announced_a_directory_is() {
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
         let endpoint = Some("http://127.0.0.1:1/mcp");
-        let log = Log::start(
-            Destination::Stdout,
-            wake.clone(),
-            Duration::ZERO,
-            None,
-            endpoint,
-        );
+        let settings = Settings {
+            flush_interval: Duration::ZERO,
+            flush_bytes: None,
+            cap: None,
+        };
+        let log = Log::start(Destination::Stdout, wake.clone(), settings, endpoint);
         let text = String::from_utf8(log.unwrap().arena.to_bytes()).unwrap();
         assert!(text.contains(r#""event":"mcp-ready""#), "{text}");
         assert!(!text.contains("start-logging"), "{text}");
@@ -484,7 +511,7 @@ mod tests {
             dir: "unused".into(),
             format: timefmt::FilenameFormat::parse("x.log").unwrap(),
         };
-        let log = Log::start(dir, wake, Duration::ZERO, None, endpoint).unwrap();
+        let log = Log::start(dir, wake, settings, endpoint).unwrap();
         let text = String::from_utf8(log.arena.to_bytes()).unwrap();
         let ready = text.find("mcp-ready").expect("mcp-ready");
         let started = text.find(r#""event":"start-logging","directory":"unused""#);

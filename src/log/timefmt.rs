@@ -85,12 +85,30 @@ enum Piece {
 
 pub const DEFAULT_FILENAME_FORMAT: &str = "rawprox_%Y-%m-%d-%H.ndjson";
 
+/// A format's `/`-separated parts: none empty (`/x`, `a//b`, `x/`), none
+/// `.` or `..`, no NUL. Specifiers render digits (and `%%` a `%`), so no
+/// rendered name can be anything else.
+fn stays_inside_the_directory(source: &str) -> Result<(), String> {
+    let bad = source.contains('\0')
+        || source
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        return Err(format!(
+            "'{}' must name a file inside the log directory (no leading or trailing '/', no empty, '.' or '..' parts, no NUL)",
+            source.escape_default()
+        ));
+    }
+    Ok(())
+}
+
 impl FilenameFormat {
     /// Parses a pattern; the error says which specifier is not supported.
     pub fn parse(source: &str) -> Result<Self, String> {
         if source.is_empty() {
             return Err("the file name format is empty".into());
         }
+        stays_inside_the_directory(source)?;
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut chars = source.chars();
@@ -213,5 +231,32 @@ mod tests {
                 .contains("'%Q'")
         );
         assert!(FilenameFormat::parse("").is_err());
+    }
+
+    /// SPEC §5: every name a format can produce is a file inside the log
+    /// directory; subdirectories are fine.
+    #[test]
+    fn names_outside_the_directory_or_not_files_are_rejected() {
+        for bad in [
+            "/",
+            "%Y/",
+            ".",
+            "..",
+            "/etc/x.log",
+            "/etc/../tmp/x.ndjson",
+            "a//b",
+            "../x",
+            "a/./b",
+            "a/..",
+            "x\0.log",
+            "a/",
+        ] {
+            let bad = bad.replace("\\0", "\0");
+            let err = FilenameFormat::parse(&bad).unwrap_err();
+            assert!(err.contains("inside the log directory"), "{bad:?}: {err}");
+        }
+        for good in ["%Y/%m/x.log", "a/b.c/..d", ".hidden", "...", "%%/x", "a.%Y"] {
+            assert!(FilenameFormat::parse(good).is_ok(), "{good}");
+        }
     }
 }

@@ -237,10 +237,13 @@ fn port_arg(args: &Map<String, Value>, name: &str) -> Result<u16, (i64, String)>
     let value = args
         .get(name)
         .ok_or_else(|| (INVALID_PARAMS, format!("missing argument {name}")))?;
-    // Numbers, and numbers sent as strings, as some clients do.
+    // Numbers, and strings of plain digits as some clients send (no sign,
+    // no spaces: SPEC §7, as on the command line).
     let number = match value {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u64>().ok()
+        }
         _ => None,
     };
     match number {
@@ -509,6 +512,25 @@ mod tests {
         assert!(c.shut_down);
     }
 
+    /// SPEC §7: the id exactly as sent, any JSON string or number.
+    #[test]
+    fn the_id_comes_back_exactly_as_sent() {
+        let mut c = FakeControl::default();
+        for id in ["18446744073709551616", "-5", "1.50", r#""x\u00e9""#, "0"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let Outcome::Reply { body, .. } = handle(body.as_bytes(), &mut c) else {
+                panic!("no reply for id {id}");
+            };
+            let text = body.to_string();
+            let want = if id.starts_with('"') {
+                r#""id":"xé""#.to_string()
+            } else {
+                format!(r#""id":{id}"#)
+            };
+            assert!(text.contains(&want), "{id}: {text}");
+        }
+    }
+
     #[test]
     fn bad_arguments_are_invalid_params() {
         let mut c = FakeControl::default();
@@ -539,7 +561,33 @@ mod tests {
                 "target_port",
             ),
             ("remove-port-rule", json!({}), "local_port"),
+            (
+                "remove-port-rule",
+                json!({"local_port":" 20002"}),
+                "local_port",
+            ),
+            (
+                "remove-port-rule",
+                json!({"local_port":"+20009"}),
+                "local_port",
+            ),
+            ("remove-port-rule", json!({"local_port":""}), "local_port"),
+            (
+                "remove-port-rule",
+                json!({"local_port":"1e3"}),
+                "local_port",
+            ),
             ("start-logging", json!({"directory":7}), "directory"),
+            (
+                "start-logging",
+                json!({"directory":"d","filename_format":"/etc/../tmp/x.ndjson"}),
+                "inside the log directory",
+            ),
+            (
+                "start-logging",
+                json!({"directory":"d","filename_format":"%Y/"}),
+                "inside the log directory",
+            ),
             (
                 "start-logging",
                 json!({"directory":"d","filename_format":"%Q"}),
