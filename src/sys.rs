@@ -1,5 +1,5 @@
 //! What the standard library does not offer: raising the open-file limit
-//! (SPEC §3), telling the allocator to give big buffers back, paging memory
+//! and the listen backlog (SPEC §3), telling the allocator to give big buffers back, paging memory
 //! in ahead of use, and keeping written log data from filling the page
 //! cache. Besides the SIMD encoders (`encode/avx512.rs`, `encode/ssse3.rs`),
 //! the only `unsafe` in rawprox lives here.
@@ -25,6 +25,20 @@ pub fn raise_open_file_limit() {
         // SAFETY: `limit` is a valid rlimit read above; only the soft limit changed.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     }
+}
+
+/// The listen backlog asked for; the kernel caps it at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises the backlog of a listening socket (mio and std listen with 128):
+/// on Linux a second `listen` on a listening socket only sets the backlog.
+pub fn raise_listen_backlog(listener: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: listen on a valid descriptor, borrowed for the call.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Pages in the whole pages of `buf`'s spare capacity, so their first touch

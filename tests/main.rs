@@ -7,6 +7,7 @@
 
 mod util;
 
+mod careless;
 mod cli;
 mod destinations;
 mod faults;

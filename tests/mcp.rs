@@ -308,11 +308,39 @@ fn errors_are_json_rpc_errors_and_http_statuses() {
             json!({"directory": "/never/started"}),
             "/never/started",
         ),
+        // SPEC §7: plain digits only, as on the command line.
+        (
+            "remove-port-rule",
+            json!({"local_port": " 20002"}),
+            "local_port",
+        ),
+        (
+            "remove-port-rule",
+            json!({"local_port": "+20009"}),
+            "local_port",
+        ),
     ] {
         let (code, message) = http.call_err(tool, args.clone());
         assert_eq!(code, -32602, "{tool} {args}");
         assert!(message.contains(want), "{tool} {args}: {message}");
     }
+    // SPEC §5: a format whose names would not be files inside the
+    // directory is refused at once, never a failure at a flush.
+    let logs = TempDir::new("mcp-bad-format");
+    let dir = path_str(&logs.join("logs"));
+    for format in ["/", "%Y/", ".", "..", "/etc/../tmp/x.ndjson", "a\0b"] {
+        let args = json!({"directory": dir, "filename_format": format});
+        let (code, message) = http.call_err("start-logging", args);
+        assert_eq!(code, -32602, "{format:?}");
+        assert!(
+            message.contains("inside the log directory"),
+            "{format:?}: {message}"
+        );
+    }
+    // SPEC §7: the id exactly as sent, past 2^64 too.
+    let huge = http.post(r#"{"jsonrpc":"2.0","id":18446744073709551616,"method":"ping"}"#);
+    let text = String::from_utf8_lossy(&huge.body).to_string();
+    assert!(text.contains(r#""id":18446744073709551616"#), "{text}");
     // A curl-style form content type is fine.
     let raw = "POST /mcp HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
     assert_eq!(http.send(raw.as_bytes()).status, 200);

@@ -39,6 +39,9 @@ impl Listener {
                 format!("cannot listen on port {} ({addr}): {e}", rule.local_port)
             }
         })?;
+        // SPEC §3: bursts of clients are not dropped.
+        crate::sys::raise_listen_backlog(&socket)
+            .map_err(|e| format!("cannot listen on port {} ({addr}): {e}", rule.local_port))?;
         Ok(Listener {
             socket,
             target_name: rule.target_display().into(),
