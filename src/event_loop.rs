@@ -5,7 +5,7 @@
 
 use crate::log::destination::Destination;
 use crate::log::{Log, News, Settings};
-use crate::mcp::McpConn;
+use crate::mcp::{Answer, McpConn};
 use crate::proxy::listener::{Accept, Listener};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
@@ -70,6 +70,11 @@ pub struct EventLoop {
     yielded: Vec<(usize, u64)>,
     /// Keys of the MCP connections, for their idle deadlines.
     mcp_conns: Vec<usize>,
+    /// Set by a tool whose answer waits until the log's lines so far are
+    /// written (`stop-logging`): the flush to wait for.
+    answer_after_flush: Option<u64>,
+    /// Answers waiting for a flush: (MCP connection key, flush, answer).
+    held_answers: Vec<(usize, u64, Answer)>,
 }
 
 impl EventLoop {
@@ -149,6 +154,8 @@ impl EventLoop {
             throttled: Vec::new(),
             yielded: Vec::new(),
             mcp_conns: Vec::new(),
+            answer_after_flush: None,
+            held_answers: Vec::new(),
         })
     }
 
@@ -385,6 +392,9 @@ impl EventLoop {
     fn on_log_news(&mut self, news: News) {
         if news.room {
             self.resume_throttled();
+        }
+        if news.written {
+            self.release_held_answers();
         }
         if let Some(message) = news.failed
             && !matches!(self.stop, Some(Stop::Failed(_)))

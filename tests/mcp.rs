@@ -439,6 +439,44 @@ fn a_directory_started_over_mcp_is_the_first_start_logging_on_stdout() {
     proxy.stop();
 }
 
+/// SPEC §7: when stop-logging answers, the directory holds every line
+/// logged before the call and ends with `stop-logging`, so the controller
+/// may move it at once; nothing re-creates it behind the controller.
+#[test]
+fn stop_logging_answers_once_its_lines_are_written() {
+    let target = echo_server("127.0.0.1");
+    let tmp = TempDir::new("mcp-stop-promise");
+    let dir = path_str(&tmp.join("logs"));
+    let (mut proxy, port) = start_mcp(&[&format!("@{dir}"), "--flush-millis", "2000"]);
+    let mut http = Http::connect(port);
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let payload = rng_payload(7, 4 << 20);
+    let client = echo_once(local, &payload).to_string();
+    let asked = Instant::now();
+    let text = http.call("stop-logging", json!({"directory": dir}));
+    assert!(text.contains(&dir), "{text}");
+    let waited = asked.elapsed();
+    // Moved the moment the answer came, as a controller would.
+    let moved = tmp.join("moved");
+    std::fs::rename(&dir, &moved).expect("move the log directory");
+    let lines = file_lines(&moved);
+    assert_eq!(lines.first().unwrap()["event"], "start-logging");
+    assert_eq!(lines.last().unwrap()["event"], "stop-logging", "last line");
+    let to = format!("127.0.0.1:{}", target.port());
+    assert_eq!(data_between(&lines, &client, &to).len(), payload.len());
+    assert_eq!(data_between(&lines, &to, &client).len(), payload.len());
+    assert_eq!(events(&lines, "close").len(), 1);
+    // Past the next interval, the directory is still gone.
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !Path::new(&dir).exists(),
+        "{dir} was created again after stop-logging"
+    );
+    proxy.stop();
+    eprintln!("stop-logging answered in {waited:?}");
+}
+
 #[test]
 fn destinations_start_and_stop_at_run_time() {
     let target = echo_server("127.0.0.1");

@@ -63,8 +63,16 @@ impl EventLoop {
                 Next::Close => return self.close_mcp(key),
                 Next::Request(request) => {
                     let answer = mcp::respond(&request, self);
-                    if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
-                        conn.send(answer);
+                    let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) else {
+                        return;
+                    };
+                    match self.answer_after_flush.take() {
+                        // SPEC §7: stop-logging answers once its lines are written.
+                        Some(flush) => {
+                            conn.await_answer();
+                            self.held_answers.push((key, flush, answer));
+                        }
+                        None => conn.send(answer),
                     }
                 }
             }
@@ -76,6 +84,22 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut conn.socket);
         }
         self.mcp_conns.retain(|&k| k != key);
+        self.held_answers.retain(|&(k, _, _)| k != key);
+    }
+
+    /// Sends the answers that waited for a flush the writer has finished.
+    pub(super) fn release_held_answers(&mut self) {
+        let written = self.log.flushed_through();
+        let (ready, waiting) = std::mem::take(&mut self.held_answers)
+            .into_iter()
+            .partition(|&(_, flush, _)| flush <= written);
+        self.held_answers = waiting;
+        for (key, _, answer) in ready {
+            if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
+                conn.send(answer);
+                self.on_mcp(key);
+            }
+        }
     }
 
     /// The earliest MCP connection deadline.
@@ -83,7 +107,7 @@ impl EventLoop {
         self.mcp_conns
             .iter()
             .filter_map(|&key| match self.slab.get(key) {
-                Some(Slot::McpConn(conn)) => Some(conn.deadline()),
+                Some(Slot::McpConn(conn)) => conn.deadline(),
                 _ => None,
             })
             .min()
@@ -96,7 +120,7 @@ impl EventLoop {
             .iter()
             .copied()
             .filter(
-                |&key| matches!(self.slab.get(key), Some(Slot::McpConn(c)) if c.deadline() <= now),
+                |&key| matches!(self.slab.get(key), Some(Slot::McpConn(c)) if c.deadline().is_some_and(|d| d <= now)),
             )
             .collect();
         for key in expired {
@@ -175,6 +199,7 @@ impl Control for EventLoop {
         for key in &keys {
             self.log.remove_destination(key)?;
         }
+        self.answer_after_flush = Some(self.log.next_flush());
         Ok(keys)
     }
 

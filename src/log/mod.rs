@@ -70,6 +70,8 @@ impl Schedule {
 pub struct News {
     /// Room was freed: throttled pairs may read again.
     pub room: bool,
+    /// A flush was written (see `flushed_through`).
+    pub written: bool,
     /// A destination failed: shut down with this message, exit 1.
     pub failed: Option<String>,
     /// stdout's reader went away: shut down, exit 0 (SPEC §5).
@@ -87,6 +89,9 @@ pub struct Log {
     writer_busy: bool,
     /// Chunks in the arena the writer holds, for how many spares to keep.
     flushed_chunks: usize,
+    /// Arenas handed to the writer, and those it has written, since start.
+    flushes_sent: u64,
+    flushes_written: u64,
     /// Bytes handed to the writer and not yet written.
     in_flight: usize,
     /// The writer is paging chunks in for the pool.
@@ -125,6 +130,8 @@ impl Log {
             },
             writer_busy: false,
             flushed_chunks: 0,
+            flushes_sent: 0,
+            flushes_written: 0,
             in_flight: 0,
             paging: false,
             cap: settings.cap,
@@ -225,7 +232,9 @@ impl Log {
     }
 
     /// Removes a log destination after what was logged for it; its last
-    /// line is its `stop-logging`.
+    /// line is its `stop-logging`. It is written as soon as the writer is
+    /// free: whoever stopped it may wait for `flushed_through`, then move
+    /// the files (SPEC §7).
     pub fn remove_destination(&mut self, key: &DestKey) -> Result<(), String> {
         let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
             return Err(format!("not logging to {}", key.describe()));
@@ -238,7 +247,19 @@ impl Log {
         self.logging_event(key, "stop-logging", directory, None);
         self.note_pending();
         self.arena.remove_destination(key.clone());
+        self.schedule.now = true;
         Ok(())
+    }
+
+    /// The flush that will write the lines logged so far: they are written
+    /// once `flushed_through` reaches it.
+    pub fn next_flush(&self) -> u64 {
+        self.flushes_sent + 1
+    }
+
+    /// How many flushes the writer has finished.
+    pub fn flushed_through(&self) -> u64 {
+        self.flushes_written
     }
 
     /// Logs a control event for the destination it concerns and, with MCP,
@@ -314,6 +335,7 @@ impl Log {
         self.in_flight = full.len();
         self.flushed_chunks = full.chunk_count();
         self.writer.send(full);
+        self.flushes_sent += 1;
         self.writer_busy = true;
         self.schedule.last_write_start = Some(now);
         self.schedule.pending_since = None;
@@ -361,10 +383,12 @@ impl Log {
         match report {
             FromWriter::Written(chunks) => {
                 self.writer_busy = false;
+                self.flushes_written += 1;
                 self.in_flight = 0;
                 self.pool.give_back(chunks);
                 self.pool.keep_at_most(self.flushed_chunks + 1);
                 news.room = true;
+                news.written = true;
             }
             FromWriter::Chunks(chunks) => {
                 let written: usize = chunks.iter().map(Vec::len).sum();

@@ -91,6 +91,9 @@ pub struct McpConn {
     close_when_written: bool,
     /// The peer ended its side.
     eof: bool,
+    /// The answer to the last request is not ready yet (it waits for the
+    /// log to be written): nothing is read or parsed until `send`.
+    awaiting: bool,
 }
 
 /// What a connection needs next.
@@ -114,21 +117,32 @@ impl McpConn {
             request_started: None,
             close_when_written: false,
             eof: false,
+            awaiting: false,
         }
     }
 
-    /// When this connection is closed if nothing happens.
-    pub fn deadline(&self) -> Instant {
-        match self.request_started {
+    /// When this connection is closed if nothing happens; none while its
+    /// answer is being prepared.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.awaiting {
+            return None;
+        }
+        Some(match self.request_started {
             Some(start) => start + IDLE_TIMEOUT,
             None => self.last_activity + IDLE_TIMEOUT,
-        }
+        })
     }
 
     /// Queues a response; `close` ends the connection once it is written.
     pub fn send(&mut self, answer: Answer) {
         self.output.extend_from_slice(&answer.bytes);
         self.close_when_written |= !answer.keep_alive;
+        self.awaiting = false;
+    }
+
+    /// The answer to the request just taken comes later, with `send`.
+    pub fn await_answer(&mut self) {
+        self.awaiting = true;
     }
 
     /// Called on each readiness event and after each answer: writes what is
@@ -143,6 +157,9 @@ impl McpConn {
         }
         if self.close_when_written {
             return Next::Close;
+        }
+        if self.awaiting {
+            return Next::Wait;
         }
         loop {
             let parsed = match http::parse(&self.input) {
