@@ -2,7 +2,8 @@
 """Compares rawprox with no proxy and with haproxy (mode tcp, logs nothing),
 all measured in one run on this machine, everything on 127.0.0.1.
 
-Run from the repository root:  python3 benches/compare.py [--quick]
+Run from the repository root:
+  python3 benches/compare.py [--quick] [--bulk-only] [--rawprox PATH]
 
 It installs iperf3, nginx, haproxy and wrk with apt-get if they are missing,
 builds release/rawprox.exe, starts an iperf3 server (bulk) and nginx (HTTP)
@@ -11,16 +12,22 @@ per core), haproxy with one thread (`nbthread 1`, one event loop, as
 rawprox has), rawprox logging to @DIR and rawprox logging to stdout
 redirected to a file:
 
-  bulk single stream, binary and text (iperf3 -n, --repeating-payload for
-  text), both directions; wrk keep-alive and Connection: close runs with
+  bulk single stream of 1 GiB and of 2 GiB: binary and text (iperf3 -n,
+  --repeating-payload: its digits) in both directions, and a download of
+  HTTP-like text (headers, tabs, quotes, `%`, newlines: the bytes the
+  encoder escapes) from nginx with curl; wrk keep-alive and Connection: close runs with
   --latency; RSS idle and with 1,000 idle connections; peak RSS per bulk
-  run, next to the target's bound for rawprox (the log bytes of two flush
-  intervals plus 16 MiB; the run nearest its bound is shown); CPU seconds per GB forwarded (from /proc); and that forwarding stayed
+  run; CPU seconds per GB forwarded (from /proc, until the log is written
+  out); for rawprox the backlog (log bytes not yet written when the transfer
+  ended); rawprox logging to a directory on tmpfs (/dev/shm: a destination
+  that keeps up) beside the disk; and that forwarding stayed
   byte-exact (a 32 MiB random download from nginx and a 32 MiB random echo).
 
 Every load is bounded in bytes and time; logs are deleted after each
 workload. It prints a table with rawprox @DIR's ratio to haproxy, to
-haproxy with one thread and to no proxy.
+haproxy with one thread and to no proxy, then one row per bulk transfer.
+--bulk-only skips the HTTP and idle measures; --rawprox PATH measures
+another build (an older commit's, say) instead of building release/.
 """
 
 import hashlib
@@ -36,13 +43,23 @@ import threading
 import time
 
 QUICK = "--quick" in sys.argv
-BULK = "512M" if QUICK else "2G"
-BULK_BYTES = (512 if QUICK else 2048) * 1024 * 1024
+BULK_ONLY = "--bulk-only" in sys.argv
+# Bulk sizes in MiB.
+SIZES = (256, 512) if QUICK else (1024, 2048)
 WRK_SECONDS = 5 if QUICK else 10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAWPROX = os.path.join(ROOT, "release", "rawprox.exe")
+if "--rawprox" in sys.argv:
+    RAWPROX = os.path.abspath(sys.argv[sys.argv.index("--rawprox") + 1])
+# Bulk workloads: (name, tool, text, reverse).
+WORKLOADS = (
+    ("binary up", "iperf3", False, False),
+    ("binary down", "iperf3", False, True),
+    ("text up", "iperf3", True, False),
+    ("text down", "iperf3", True, True),
+    ("HTTP text down", "curl", True, True),
+)
 
-FLUSH_SECONDS = 2  # rawprox's default --flush-millis
 IPERF_PORT, NGINX_PORT, ECHO_PORT = 15201, 18080, 19999
 # Front ports of each setup: (bulk, http, echo); all below Linux's
 # ephemeral range (32768 and up), so no client socket holds one.
@@ -52,6 +69,7 @@ FRONTS = {
     "haproxy 1 thread": (24201, 24080, 24999),
     "rawprox @DIR": (26201, 26080, 26999),
     "rawprox >file": (27201, 27080, 27999),
+    "rawprox @tmpfs": (22201, 22080, 22999),
 }
 
 
@@ -146,7 +164,23 @@ class Setup:
             f.write(os.urandom(32 * 1024 * 1024))
         with open(os.path.join(self.tmp, "www", "1k"), "wb") as f:
             f.write(b"x" * 1024)
+        # HTTP-like text, every kind of byte the encoder treats: escaped
+        # (quotes, backslashes, tabs, CR/LF), percent-encoded (%) and plain.
+        block = b"".join(
+            b"GET /api/v1/items?id=%d&q=caf%%C3%%A9 HTTP/1.1\r\nHost: example.test\r\n"
+            b"User-Agent: \"bench\\1.0\"\tAccept: */*\r\nX-Ratio: 100%%\r\n\r\n"
+            b"{\"name\": \"item %d\", \"path\": \"C:\\\\data\\\\%d\"}\n" % (i, i, i)
+            for i in range(4096)
+        )
+        for size in SIZES:
+            with open(os.path.join(self.tmp, "www", f"text{size}m"), "wb") as f:
+                written = 0
+                while written < size << 20:
+                    chunk = block[: (size << 20) - written]
+                    f.write(chunk)
+                    written += len(chunk)
         self.logs = os.path.join(self.tmp, "logs")
+        self.tmpfs_logs = tempfile.mkdtemp(prefix="rawprox-compare-", dir="/dev/shm")
         self.stdout_file = os.path.join(self.tmp, "stdout.ndjson")
 
     def start(self):
@@ -184,6 +218,7 @@ http {{
         self.procs["rawprox @DIR"] = subprocess.Popen([RAWPROX, *rules("rawprox @DIR"), f"@{self.logs}"])
         out = open(self.stdout_file, "ab")  # O_APPEND, so truncating it between workloads is safe
         self.procs["rawprox >file"] = subprocess.Popen([RAWPROX, *rules("rawprox >file")], stdout=out)
+        self.procs["rawprox @tmpfs"] = subprocess.Popen([RAWPROX, *rules("rawprox @tmpfs"), f"@{self.tmpfs_logs}"])
         for ports in FRONTS.values():
             for port in ports:
                 wait_port(port)
@@ -191,10 +226,15 @@ http {{
     def log_bytes(self, name):
         if name == "rawprox >file":
             return os.path.getsize(self.stdout_file)
-        return sum(os.path.getsize(os.path.join(self.logs, f)) for f in os.listdir(self.logs))
+        logs = self.tmpfs_logs if name == "rawprox @tmpfs" else self.logs
+        if not os.path.isdir(logs):
+            return 0
+        return sum(os.path.getsize(os.path.join(logs, f)) for f in os.listdir(logs))
 
     def delete_logs(self):
         shutil.rmtree(self.logs, ignore_errors=True)
+        for f in os.listdir(self.tmpfs_logs):
+            os.remove(os.path.join(self.tmpfs_logs, f))
         open(self.stdout_file, "w").close()
 
     def stop(self):
@@ -207,15 +247,25 @@ http {{
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.tmpfs_logs, ignore_errors=True)
 
 
-def iperf(port, text, reverse):
-    cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", BULK, "-J"]
+def iperf(port, size, text, reverse):
+    cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", f"{size}M", "-J"]
     cmd += ["--repeating-payload"] if text else []
     cmd += ["-R"] if reverse else []
     result = json.loads(sh(cmd, timeout=300))
     received = result["end"]["sum_received"]
     return received["bits_per_second"] / 1e9, received["seconds"]
+
+
+def curl(port, size):
+    """Downloads the HTTP-like text file of `size` MiB: (Gbit/s, seconds)."""
+    out = sh(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+              f"http://127.0.0.1:{port}/text{size}m"], timeout=300)
+    got, seconds = out.split()
+    assert int(got) == size << 20, out
+    return int(got) * 8 / float(seconds) / 1e9, float(seconds)
 
 
 def wrk(port, close):
@@ -267,49 +317,48 @@ def idle_rss(pid, port):
 def main():
     os.chdir(ROOT)
     ensure_tools()
-    subprocess.run(["bash", ".ci/release"], check=True, stdout=subprocess.DEVNULL)
+    if "--rawprox" not in sys.argv:
+        subprocess.run(["bash", ".ci/release"], check=True, stdout=subprocess.DEVNULL)
     setup = Setup()
     results = {name: {} for name in FRONTS}
+    bulk = []  # one row per transfer: (setup, workload, MiB, Gbit/s, peak KiB, CPU s, backlog bytes)
     try:
         setup.start()
         proxies = [name for name in FRONTS if name != "no proxy"]
         pids = {name: setup.procs[name].pid for name in proxies}
-        for name in proxies:
-            results[name]["rss_idle"], results[name]["rss_1000"] = idle_rss(pids[name], FRONTS[name][1])
-            setup.delete_logs()
-        for name, (bulk, http, echo) in FRONTS.items():
+        if not BULK_ONLY:
+            for name in proxies:
+                results[name]["rss_idle"], results[name]["rss_1000"] = idle_rss(pids[name], FRONTS[name][1])
+                setup.delete_logs()
+        for name, (bulk_port, http, echo) in FRONTS.items():
             pid = pids.get(name)
             print(f"== {name}", flush=True)
             results[name]["exact"] = byte_exact(http, echo, setup.random_file)
             setup.delete_logs()
-            for text in (False, True):
-                kind = "text" if text else "binary"
-                cpu_total, worst = 0.0, None
-                for reverse in (False, True):
+            for size in SIZES:
+                for workload, tool, text, reverse in WORKLOADS:
                     if pid:
                         # Start from a settled proxy: the last log written
                         # out, its arenas let go (idle trim).
                         cpu0 = wait_idle(pid)
                         time.sleep(2)
                         reset_peak(pid)
-                    gbps, seconds = iperf(bulk, text, reverse)
-                    results[name][f"{kind} {'down' if reverse else 'up'}"] = gbps
+                    if tool == "iperf3":
+                        gbps, seconds = iperf(bulk_port, size, text, reverse)
+                    else:
+                        gbps, seconds = curl(http, size)
+                    peak = cpu = backlog = None
                     if pid:
-                        peak = proc_stat(pid)[2]
+                        logged_at_end = setup.log_bytes(name)
                         # CPU until this workload's log is written out too.
-                        cpu_total += wait_idle(pid) - cpu0
-                        # The target: no more than the log bytes of two flush
-                        # intervals (2 s each) plus 16 MiB.
-                        log_rate = setup.log_bytes(name) / seconds if name.startswith("rawprox") else 0
-                        bound = (log_rate * 2 * FLUSH_SECONDS) / 1024 + 16 * 1024
-                        if worst is None or peak / bound > worst[0] / worst[1]:
-                            worst = (peak, bound)
+                        cpu = wait_idle(pid) - cpu0
+                        peak = proc_stat(pid)[2]
+                        backlog = setup.log_bytes(name) - logged_at_end
+                    bulk.append((name, workload, size, gbps, peak, cpu, backlog))
+                    print(f"   {workload} {size} MiB: {gbps:.2f} Gbit/s", flush=True)
                     setup.delete_logs()
-                if pid:
-                    results[name][f"cpu {kind}"] = cpu_total / (2 * BULK_BYTES / 1e9)
-                    results[name][f"peak {kind}"] = worst[0]
-                    if name.startswith("rawprox"):
-                        results[name][f"bound {kind}"] = worst[1]
+            if BULK_ONLY:
+                continue
             for close in (False, True):
                 if pid:
                     wait_idle(pid)
@@ -320,7 +369,45 @@ def main():
                 setup.delete_logs()
     finally:
         setup.stop()
+    summarize(results, bulk)
     report(results)
+    report_bulk(bulk)
+
+
+def summarize(results, bulk):
+    """The main table's bulk rows: the largest size; CPU per GB and peak
+    RSS over the binary and text runs of that size."""
+    largest = SIZES[-1]
+    for name, workload, size, gbps, peak, cpu, _ in bulk:
+        if size != largest:
+            continue
+        results[name][workload] = gbps
+        if peak is None:
+            continue
+        kind = "binary" if workload.startswith("binary") else "text"
+        results[name][f"cpu {kind}"] = results[name].get(f"cpu {kind}", 0) + cpu
+        results[name][f"bytes {kind}"] = results[name].get(f"bytes {kind}", 0) + size * 1024 * 1024
+        results[name][f"peak {kind}"] = max(results[name].get(f"peak {kind}", 0), peak)
+    for r in results.values():
+        for kind in ("binary", "text"):
+            if f"bytes {kind}" in r:
+                r[f"cpu {kind}"] /= r[f"bytes {kind}"] / 1e9
+
+
+def report_bulk(bulk):
+    """One row per transfer, each proxy's ratio to haproxy's same transfer."""
+    base = {(w, s): g for n, w, s, g, *_ in bulk if n == "haproxy"}
+    print("\n| proxy | transfer | Gbit/s | / haproxy | peak RSS, MiB | CPU s per GB | backlog at end, MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for name, workload, size, gbps, peak, cpu, backlog in bulk:
+        if name == "no proxy":
+            continue
+        ratio = f"{gbps / base[(workload, size)]:.2f}×" if base.get((workload, size)) else "–"
+        gb = size * 1024 * 1024 / 1e9
+        cells = [f"{peak / 1024:.0f}" if peak else "–", f"{cpu / gb:.2f}" if cpu is not None else "–",
+                 f"{backlog / 2**20:.0f}" if backlog is not None and name.startswith("rawprox") else "–"]
+        print(f"| {name} | {workload}, {size // 1024 if size >= 1024 else size}{' GiB' if size >= 1024 else ' MiB'} "
+              f"| {gbps:.2f} | {ratio} | {' | '.join(cells)} |")
 
 
 def report(results):
@@ -329,15 +416,14 @@ def report(results):
         ("bulk binary down, Gbit/s", "binary down", "{:.2f}"),
         ("bulk text up, Gbit/s", "text up", "{:.2f}"),
         ("bulk text down, Gbit/s", "text down", "{:.2f}"),
+        ("bulk HTTP-like text down, Gbit/s", "HTTP text down", "{:.2f}"),
         ("keep-alive 1 KiB, 50 conns, req/s", "keepalive", "{:,.0f}"),
         ("keep-alive p99 latency, ms", "p99", "{:.2f}"),
         ("new connection per request, conn/s", "close", "{:,.0f}"),
         ("RSS idle, MiB", "rss_idle", "kib"),
         ("RSS with 1,000 idle connections, MiB", "rss_1000", "kib"),
         ("peak RSS, binary bulk, MiB", "peak binary", "kib"),
-        ("  2 flush intervals of log + 16 MiB, MiB", "bound binary", "kib"),
         ("peak RSS, text bulk, MiB", "peak text", "kib"),
-        ("  2 flush intervals of log + 16 MiB, MiB", "bound text", "kib"),
         ("CPU s per GB forwarded, binary", "cpu binary", "{:.2f}"),
         ("CPU s per GB forwarded, text", "cpu text", "{:.2f}"),
         ("byte-exact (32 MiB down + echo)", "exact", "bool"),
@@ -364,7 +450,7 @@ def report(results):
             a, b = results["rawprox @DIR"].get(key), results[base].get(key)
             ratios.append(f"{a / b:.2f}×" if isinstance(a, (int, float)) and not isinstance(a, bool) and b else "–")
         print(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
-    print(f"\n(bulk: {BULK} per run with iperf3; HTTP: wrk -t2 -c50 -d{WRK_SECONDS}s on a 1 KiB file from nginx;"
+    print(f"\n(bulk: {SIZES[-1]} MiB per run; HTTP: wrk -t2 -c50 -d{WRK_SECONDS}s on a 1 KiB file from nginx;"
           f" {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')})")
     if not all(results[n].get("exact") for n in names):
         sys.exit("forwarding was not byte-exact")
