@@ -11,6 +11,7 @@ pub mod listener;
 pub mod mcp;
 pub mod pair;
 pub mod pipe;
+pub mod read;
 pub mod resolve;
 pub mod rule;
 pub mod sys;
