@@ -13,5 +13,6 @@ mod faults;
 mod forwarding;
 mod logging;
 mod mcp;
+mod read;
 mod shutdown;
 mod soak;
