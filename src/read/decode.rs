@@ -264,71 +264,81 @@ fn specials(word: u64) -> u64 {
 
 /// Decodes a `data` string body as written in a line (JSON escapes, then
 /// `%XX`) into `out`. The decoded bytes are never more than the text, so
-/// `out` is grown once and written by index.
+/// `out` is grown once (with 8 bytes of slack) and written by index: 8
+/// bytes are stored at a time and the write position advances only past
+/// those that stand for themselves, so no copy has a variable length.
+/// (A branch-free variant that decodes 16 bytes of text per step from bit
+/// masks measured slower on the 2-core VM, 0.22 against 0.40 GB/s of
+/// random binary's text.)
 fn decode_escaped(text: &[u8], out: &mut Vec<u8>) -> Result<(), Bad> {
     let start = out.len();
-    out.resize(start + text.len(), 0);
+    out.resize(start + text.len() + 8, 0);
     let buf = &mut out[start..];
     let (mut i, mut j) = (0usize, 0usize);
     while i < text.len() {
-        // Runs of bytes that stand for themselves, 8 at a time.
         if let Some(chunk) = text.get(i..i + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            let stops = specials(word);
+            let chunk: [u8; 8] = chunk.try_into().expect("8 bytes");
+            buf[j..j + 8].copy_from_slice(&chunk);
+            let stops = specials(u64::from_le_bytes(chunk));
             if stops == 0 {
-                buf[j..j + 8].copy_from_slice(chunk);
                 i += 8;
                 j += 8;
                 continue;
             }
-            // Bytes before the first stop go as they are.
+            // Bytes before the first stop stand for themselves.
             let run = (stops.trailing_zeros() / 8) as usize;
-            buf[j..j + run].copy_from_slice(&text[i..i + run]);
             i += run;
             j += run;
         }
-        match text[i] {
-            b'%' => {
-                let (hi, lo) = match text.get(i + 1..i + 3) {
-                    Some(&[hi, lo]) => (HEX_VALUE[hi as usize], HEX_VALUE[lo as usize]),
-                    _ => return Err(Bad::BadData),
-                };
-                if (hi | lo) > 0xF {
-                    // `%` then `\u0041...`: JSON-decode first, as SPEC §4 says.
-                    if text.get(i + 1) == Some(&b'\\') {
-                        return slow_decode(text, out, start);
+        // Escapes in a row (binary data is mostly `%XX`) without going
+        // back to the word loop.
+        loop {
+            match text[i] {
+                b'%' => {
+                    let (hi, lo) = match text.get(i + 1..i + 3) {
+                        Some(&[hi, lo]) => (HEX_VALUE[hi as usize], HEX_VALUE[lo as usize]),
+                        _ => return Err(Bad::BadData),
+                    };
+                    if (hi | lo) > 0xF {
+                        // `%` then `\u0041...`: JSON-decode first (SPEC §4).
+                        if text.get(i + 1) == Some(&b'\\') {
+                            return slow_decode(text, out, start);
+                        }
+                        return Err(Bad::BadData);
                     }
-                    return Err(Bad::BadData);
+                    buf[j] = hi << 4 | lo;
+                    i += 3;
                 }
-                buf[j] = hi << 4 | lo;
-                i += 3;
+                b'\\' => {
+                    buf[j] = match text.get(i + 1) {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b't') => b'\t',
+                        Some(b'/') => b'/',
+                        Some(b'b') => 0x08,
+                        Some(b'f') => 0x0C,
+                        // `\u` may stand for a `%` or a hex digit: decode the
+                        // JSON string first, then the percent escapes.
+                        Some(b'u') => return slow_decode(text, out, start),
+                        _ => return Err(Bad::BadData),
+                    };
+                    i += 2;
+                }
+                c if c < 0x20 => return Err(Bad::NotJson),
+                c => {
+                    // The tail under 8 bytes, or a byte of 0x80 or more
+                    // (rawprox never writes one; taken as it is).
+                    buf[j] = c;
+                    i += 1;
+                }
             }
-            b'\\' => {
-                buf[j] = match text.get(i + 1) {
-                    Some(b'"') => b'"',
-                    Some(b'\\') => b'\\',
-                    Some(b'n') => b'\n',
-                    Some(b'r') => b'\r',
-                    Some(b't') => b'\t',
-                    Some(b'/') => b'/',
-                    Some(b'b') => 0x08,
-                    Some(b'f') => 0x0C,
-                    // `\u` may stand for a `%` or a hex digit: decode the
-                    // JSON string first, then the percent escapes.
-                    Some(b'u') => return slow_decode(text, out, start),
-                    _ => return Err(Bad::BadData),
-                };
-                i += 2;
-            }
-            c if c < 0x20 => return Err(Bad::NotJson),
-            c => {
-                // A byte of 0x80 or more (rawprox never writes one; taken
-                // as it is), or the tail under 8 bytes.
-                buf[j] = c;
-                i += 1;
+            j += 1;
+            if !matches!(text.get(i), Some(b'%' | b'\\')) {
+                break;
             }
         }
-        j += 1;
     }
     out.truncate(start + j);
     Ok(())
@@ -434,17 +444,24 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(&rest[..len]).ok()
     }
 
-    /// A string with escapes (the data): up to the `"` no backslash escapes.
+    /// A string with escapes (the data): up to the first `"` that no
+    /// backslash escapes. Searching for `"` alone jumps far (data holds few
+    /// quotes); a quote after an odd run of backslashes is escaped.
     fn escaped_str(&mut self) -> Option<&'a [u8]> {
         let rest = self.line.get(self.at..)?;
-        let mut i = 0;
+        let mut from = 0;
         loop {
-            i += memchr::memchr2(b'"', b'\\', rest.get(i..)?)?;
-            if rest[i] == b'"' {
-                self.at += i;
-                return Some(&rest[..i]);
+            let quote = from + memchr::memchr(b'"', rest.get(from..)?)?;
+            let backslashes = rest[..quote]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if backslashes.is_multiple_of(2) {
+                self.at += quote;
+                return Some(&rest[..quote]);
             }
-            i += 2;
+            from = quote + 1;
         }
     }
 }
@@ -714,6 +731,43 @@ mod tests {
                 matches!(got, Err(Bad::BadData | Bad::NotJson)),
                 "{broken}: {got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn doubts_in_the_middle_of_long_strings_are_settled() {
+        let all: Vec<u8> = (0..=255).collect();
+        let body = encode(&all);
+        for at in [0, 1, 7, 100, body.len() - 3, body.len()] {
+            // Split only between escapes.
+            let at = (at..=body.len())
+                .find(|&k| {
+                    body.is_char_boundary(k) && encode(&all).get(..k).is_some_and(|p| decodable(p))
+                })
+                .unwrap();
+            let (a, b) = body.split_at(at);
+            let broken = format!("{a}%G1{b}");
+            assert_eq!(decoded(&data_line(&broken)), Err(Bad::BadData), "at {at}");
+            let unicode = format!("{a}\\u0041%\\u00341{b}");
+            let mut want = decoded(&data_line(a)).unwrap();
+            want.extend_from_slice(b"AA");
+            want.extend(decoded(&data_line(b)).unwrap());
+            assert_eq!(decoded(&data_line(&unicode)).unwrap(), want, "at {at}");
+            let control = format!("{a}\u{1}{b}");
+            assert_eq!(decoded(&data_line(&control)), Err(Bad::NotJson), "at {at}");
+        }
+    }
+
+    /// True when `prefix` ends between two escapes.
+    fn decodable(prefix: &str) -> bool {
+        decoded(&data_line(prefix)).is_ok()
+    }
+
+    #[test]
+    fn rawprox_lines_take_the_fast_path() {
+        let all: Vec<u8> = (0..=255).cycle().take(5000).collect();
+        for line in [OPEN, DATA, CLOSE, &data_line(&encode(&all))] {
+            assert!(fast_parse(line.as_bytes()).is_some(), "{line}");
         }
     }
 
