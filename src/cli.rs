@@ -39,6 +39,12 @@ Arguments (in any order):
   -h, --help                Print this help.
   -V, --version             Print the version.
 
+Reading a capture (INPUT: log files or directories; none or - reads stdin):
+  rawprox.exe list    [--port N] [--json] [INPUT...]           one row per connection
+  rawprox.exe follow  [CONNID...] [--port N] [INPUT...]        conversations, text or hex
+  rawprox.exe extract CONNID [--side client|target] [-o FILE] [INPUT...]   exact bytes
+  rawprox.exe pcap    [--port N] -o FILE.pcapng [INPUT...]     packets for Wireshark
+
 Logs go to stdout unless @LOG_DIRECTORY is given: one JSON object per line for
 every connection open, every read of data and every close. An option given
 more than once counts with its last value.
@@ -48,6 +54,8 @@ Examples:
   rawprox.exe 8080:example.com:80 8443:example.com:443 @./logs
   rawprox.exe 127.0.0.1:5432:db.internal:5432 --flush-millis 0 > capture.ndjson
   rawprox.exe 8080:[::1]:80 @logs --filename-format rawprox_%Y-%m-%d.ndjson
+  rawprox.exe 8080:127.0.0.1:9000 | rawprox.exe follow
+  rawprox.exe pcap logs -o capture.pcapng
 ";
 
 /// What the command line asks for.

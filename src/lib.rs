@@ -7,6 +7,7 @@ pub mod event_loop;
 pub mod log;
 pub mod mcp;
 pub mod proxy;
+pub mod read;
 pub mod sys;
 
 use cli::Config;

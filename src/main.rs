@@ -1,11 +1,19 @@
 //! The `rawprox` executable: parse the command line, run, and turn the
-//! outcome into one `Error:` line and an exit code.
+//! outcome into one `Error:` line and an exit code. A first argument of
+//! `list`, `follow`, `extract` or `pcap` goes to the read side instead.
 
 use rawprox::cli::{self, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = std::env::args_os().skip(1).collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // SPEC §9: a reading subcommand is a word; a port rule always holds `:`.
+    if args
+        .first()
+        .is_some_and(|first| rawprox::read::SUBCOMMANDS.iter().any(|c| first == c))
+    {
+        return rawprox::read::main(args);
+    }
     let config = match cli::parse(args) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {

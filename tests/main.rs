@@ -14,5 +14,6 @@ mod faults;
 mod forwarding;
 mod logging;
 mod mcp;
+mod read;
 mod shutdown;
 mod soak;

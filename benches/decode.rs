@@ -1,0 +1,159 @@
+//! Criterion bench of the read side's line decoder (SPEC §9), in bytes of
+//! log per second, against a baseline measured in the same run: finding the
+//! newlines of the same log (what `wc -l` does, the floor of any reader).
+//! Logs of 32 KiB reads of HTTP text, of random binary, and a mix of both
+//! with small lines (opens, closes, short requests), written here as SPEC
+//! §4 says (not by the proxy's encoder: the read side shares only the
+//! format). Each log is decoded whole: every line parsed, every `data`
+//! string decoded.
+//!
+//! Run: cargo bench --bench decode
+
+use criterion::{Criterion, Throughput, criterion_group};
+use rawprox::read::decode::{Line, parse_line};
+use std::hint::black_box;
+use std::path::Path;
+
+const CHUNK: usize = 32 * 1024;
+/// Bytes of log in each bench input.
+const LOG_BYTES: usize = 8 << 20;
+
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// SPEC §4's `data` encoding.
+fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x20..=0x7E if b != b'%' => out.push(b),
+            _ => out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 0xF) as usize]]),
+        }
+    }
+}
+
+const HEAD: &[u8] = b"{\"time\":\"2025-10-22T15:32:47.123456Z\",\"ConnID\":\"0tK3XaB9\",";
+const ENDS: &[u8] = b"\"from\":\"127.0.0.1:54321\",\"to\":\"api.example.com:443\"";
+
+fn push_data_line(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(b"\"data\":\"");
+    push_data(out, payload);
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(ENDS);
+    out.extend_from_slice(b"}\n");
+}
+
+fn push_event_line(out: &mut Vec<u8>, event: &str, tail: &str) {
+    out.extend_from_slice(HEAD);
+    out.extend_from_slice(format!("\"event\":\"{event}\",").as_bytes());
+    out.extend_from_slice(ENDS);
+    out.extend_from_slice(tail.as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// About `LOG_BYTES` of log lines.
+fn logs() -> Vec<(&'static str, Vec<u8>)> {
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+    let http = b"GET /api/v1/items?page=2&sort=name HTTP/1.1\r\nHost: api.example.com\r\nAccept: application/json\r\nUser-Agent: bench/1.0\r\n\r\n";
+    let text: Vec<u8> = http.iter().copied().cycle().take(CHUNK).collect();
+    let binary: Vec<u8> = (0..CHUNK).map(|_| next() as u8).collect();
+    let make = |payloads: &[&[u8]], small_lines: bool| {
+        let mut out = Vec::with_capacity(LOG_BYTES + 4 * CHUNK);
+        let mut i = 0;
+        while out.len() < LOG_BYTES {
+            if small_lines && i % 4 == 0 {
+                push_event_line(&mut out, "open", ",\"listen_port\":8080");
+                push_data_line(&mut out, &http[..70]);
+                push_event_line(&mut out, "close", "");
+            }
+            push_data_line(&mut out, payloads[i % payloads.len()]);
+            i += 1;
+        }
+        out
+    };
+    vec![
+        ("text", make(&[&text], false)),
+        ("binary", make(&[&binary], false)),
+        ("mixed", make(&[&text, &binary], true)),
+    ]
+}
+
+/// Parses every line and decodes every `data` string; returns the bytes.
+fn decode_all(log: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut total = 0;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', log) {
+        let line = &log[start..end];
+        start = end + 1;
+        if let Ok(Line::Data { data, .. }) = parse_line(line) {
+            out.clear();
+            if data.decode_into(out).is_ok() {
+                total += out.len();
+            }
+        }
+    }
+    total
+}
+
+fn decoding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_log");
+    let mut out = Vec::with_capacity(2 * CHUNK);
+    for (name, log) in logs() {
+        group.throughput(Throughput::Bytes(log.len() as u64));
+        group.bench_function(format!("newlines_{name}"), |b| {
+            b.iter(|| memchr::memchr_iter(b'\n', black_box(&log)).count())
+        });
+        group.bench_function(format!("decode_{name}"), |b| {
+            b.iter(|| decode_all(black_box(&log), &mut out))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decoding);
+
+/// Mean time per iteration, in ns, from criterion's saved estimates.
+fn mean_ns(group: &str, bench: &str) -> Option<f64> {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("../criterion")
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["mean"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let sizes: Vec<(&str, usize)> = logs().iter().map(|(n, l)| (*n, l.len())).collect();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    println!("\ndecoder vs finding newlines (same run), GB/s of log:");
+    for (name, len) in sizes {
+        let (Some(lines), Some(decode)) = (
+            mean_ns("decode_log", &format!("newlines_{name}")),
+            mean_ns("decode_log", &format!("decode_{name}")),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| len as f64 / ns;
+        println!(
+            "  {name:7} decode {:6.2} GB/s, newlines {:6.2} GB/s, ratio {:.3}",
+            gbs(decode),
+            gbs(lines),
+            lines / decode
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! One connection out of a log: `extract` (SPEC §9) writes the exact bytes
+//! one side sent; `conversation` returns both sides' messages (or one
+//! side's) as values, cut at a byte budget, for the MCP reading tools.
+//!
+//! Both follow the first connection with the ConnID (a later `open` with the
+//! same ID is another run's). Lines of other connections are recognised by
+//! the ConnID at its fixed place and skipped without being parsed, so only
+//! this connection's lines are checked and counted when they do not decode.
+
+use super::decode::{ConnId, Line, Time, parse_line, peek_conn_id};
+use super::input::{Input, Piece, Skipped, read_lines};
+use super::{Error, Side};
+use std::io::Write;
+use std::ops::ControlFlow;
+
+/// What the lines of one connection say, in log order.
+pub enum Event<'a> {
+    Open {
+        time: Time,
+        client: &'a str,
+        target: &'a str,
+        listen_port: u16,
+    },
+    Data {
+        time: Time,
+        side: Side,
+        bytes: &'a [u8],
+    },
+    Close {
+        time: Time,
+        side: Side,
+    },
+}
+
+/// Who the connection is between, once its first line is seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peers {
+    pub client: String,
+    pub target: String,
+    /// `None` when the `open` line is not in the input.
+    pub listen_port: Option<u16>,
+}
+
+/// Calls `each` for every line of the first connection `id` in `inputs`.
+/// Returns its peers, or `None` if no line of it was found. `each` may stop
+/// early.
+pub fn scan(
+    inputs: &[Input],
+    id: ConnId,
+    skipped: &mut Skipped,
+    mut each: impl FnMut(Event) -> ControlFlow<()>,
+) -> Result<Option<Peers>, Error> {
+    let mut peers: Option<Peers> = None;
+    let mut bytes = Vec::new();
+    read_lines(inputs, |place, piece| {
+        let raw = match piece {
+            Piece::Line(raw) => raw,
+            Piece::Unusable(why) => {
+                skipped.note(place, why);
+                return ControlFlow::Continue(());
+            }
+            Piece::Caught => return ControlFlow::Continue(()),
+        };
+        if peek_conn_id(raw).is_some_and(|other| other != id) {
+            return ControlFlow::Continue(());
+        }
+        let line = match parse_line(raw) {
+            Ok(line) if line.conn_id() == Some(id) => line,
+            Ok(_) => return ControlFlow::Continue(()),
+            Err(why) => {
+                skipped.note(place, why);
+                return ControlFlow::Continue(());
+            }
+        };
+        let side_of = |peers: &Peers, from: &str| {
+            if peers.client == from {
+                Side::Client
+            } else {
+                Side::Target
+            }
+        };
+        match line {
+            Line::Open {
+                time,
+                from,
+                to,
+                listen_port,
+                ..
+            } => {
+                if peers.is_some() {
+                    // The same ID opened again: another run's connection.
+                    return ControlFlow::Break(());
+                }
+                let found = peers.insert(Peers {
+                    client: from.into_owned(),
+                    target: to.into_owned(),
+                    listen_port: Some(listen_port),
+                });
+                each(Event::Open {
+                    time,
+                    client: &found.client,
+                    target: &found.target,
+                    listen_port,
+                })
+            }
+            Line::Data {
+                time,
+                data,
+                from,
+                to,
+                ..
+            } => {
+                bytes.clear();
+                if let Err(why) = data.decode_into(&mut bytes) {
+                    skipped.note(place, why);
+                    return ControlFlow::Continue(());
+                }
+                // Without its `open` in the input, the first sender is
+                // taken as the client.
+                let found = peers.get_or_insert_with(|| Peers {
+                    client: from.to_string(),
+                    target: to.to_string(),
+                    listen_port: None,
+                });
+                each(Event::Data {
+                    time,
+                    side: side_of(found, &from),
+                    bytes: &bytes,
+                })
+            }
+            Line::Close { time, from, to, .. } => {
+                let found = peers.get_or_insert_with(|| Peers {
+                    client: from.to_string(),
+                    target: to.to_string(),
+                    listen_port: None,
+                });
+                each(Event::Close {
+                    time,
+                    side: side_of(found, &from),
+                })
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    })?;
+    Ok(peers)
+}
+
+fn not_found(id: ConnId) -> Error {
+    Error::Message(format!(
+        "no connection {id} in the input (`rawprox.exe list` shows the ConnIDs)"
+    ))
+}
+
+/// Writes the bytes `side` sent on connection `id` to `out`, exactly as
+/// they crossed the wire; returns how many. An ID with no line in the
+/// input is an error.
+pub fn extract(
+    inputs: &[Input],
+    id: ConnId,
+    side: Side,
+    out: &mut impl Write,
+) -> Result<(u64, Skipped), Error> {
+    let mut skipped = Skipped::default();
+    let mut written = 0u64;
+    let mut failed = None;
+    let peers = scan(inputs, id, &mut skipped, |event| {
+        if let Event::Data { side: s, bytes, .. } = event
+            && s == side
+        {
+            if let Err(e) = out.write_all(bytes) {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+            written += bytes.len() as u64;
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failed {
+        return Err(Error::output(e));
+    }
+    if peers.is_none() {
+        return Err(not_found(id));
+    }
+    Ok((written, skipped))
+}
+
+/// One data line of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub time: Time,
+    /// The side that sent it.
+    pub side: Side,
+    /// Where `bytes` start in the stream of what this side sent.
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A connection's messages, or a cut of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub conn_id: ConnId,
+    pub peers: Peers,
+    /// The messages from the requested byte offset on, in log order; the
+    /// first and last may be cut.
+    pub messages: Vec<Message>,
+    /// More bytes follow past `max_bytes`.
+    pub truncated: bool,
+    /// How it ended, if the log got that far (not known when truncated).
+    pub closed_by: Option<Side>,
+}
+
+/// The conversation of connection `id`: the data both sides sent (or only
+/// `side`), skipping the first `offset` bytes of it (counted over the
+/// selected sides, in log order) and holding at most `max_bytes`; reading
+/// stops as soon as the budget is exceeded. An unknown ID is an error.
+pub fn conversation(
+    inputs: &[Input],
+    id: ConnId,
+    side: Option<Side>,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<(Conversation, Skipped), Error> {
+    let mut skipped = Skipped::default();
+    let mut messages = Vec::new();
+    let mut truncated = false;
+    let mut closed_by = None;
+    // Bytes of the selection seen so far; of each side's stream.
+    let mut seen = 0u64;
+    let mut kept = 0usize;
+    let mut stream_offsets = [0u64; 2];
+    let peers = scan(inputs, id, &mut skipped, |event| {
+        match event {
+            Event::Data {
+                time,
+                side: from,
+                bytes,
+            } => {
+                let at = &mut stream_offsets[from as usize];
+                let stream_offset = *at;
+                *at += bytes.len() as u64;
+                if side.is_some_and(|s| s != from) {
+                    return ControlFlow::Continue(());
+                }
+                let start = seen;
+                seen += bytes.len() as u64;
+                if seen <= offset {
+                    return ControlFlow::Continue(());
+                }
+                let skip = offset.saturating_sub(start) as usize;
+                let room = max_bytes - kept;
+                let take = (bytes.len() - skip).min(room);
+                if take > 0 {
+                    messages.push(Message {
+                        time,
+                        side: from,
+                        offset: stream_offset + skip as u64,
+                        bytes: bytes[skip..skip + take].to_vec(),
+                    });
+                    kept += take;
+                }
+                if skip + take < bytes.len() {
+                    truncated = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            Event::Close { side, .. } => closed_by = closed_by.or(Some(side)),
+            Event::Open { .. } => {}
+        }
+        ControlFlow::Continue(())
+    })?;
+    let peers = peers.ok_or_else(|| not_found(id))?;
+    Ok((
+        Conversation {
+            conn_id: id,
+            peers,
+            messages,
+            truncated,
+            closed_by: if truncated { None } else { closed_by },
+        },
+        skipped,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(time: &str, id: &str, body: &str) -> String {
+        format!(r#"{{"time":"2025-10-22T15:32:{time}Z","ConnID":"{id}",{body}}}"#) + "\n"
+    }
+
+    fn log() -> Vec<u8> {
+        [
+            line(
+                "47.000000",
+                "0000000A",
+                r#""event":"open","from":"c:1","to":"t:2","listen_port":9"#,
+            ),
+            line(
+                "47.100000",
+                "0000000B",
+                r#""data":"other","from":"x:1","to":"t:2""#,
+            ),
+            line(
+                "47.200000",
+                "0000000A",
+                r#""data":"hel","from":"c:1","to":"t:2""#,
+            ),
+            line(
+                "47.300000",
+                "0000000A",
+                r#""data":"%00%FF","from":"t:2","to":"c:1""#,
+            ),
+            line(
+                "47.400000",
+                "0000000A",
+                r#""data":"lo%zz","from":"c:1","to":"t:2""#,
+            ),
+            line(
+                "47.500000",
+                "0000000A",
+                r#""data":"lo","from":"c:1","to":"t:2""#,
+            ),
+            line(
+                "47.600000",
+                "0000000A",
+                r#""event":"close","from":"c:1","to":"t:2""#,
+            ),
+            line(
+                "48.000000",
+                "0000000A",
+                r#""event":"open","from":"c:7","to":"t:2","listen_port":9"#,
+            ),
+            line(
+                "48.100000",
+                "0000000A",
+                r#""data":"next run","from":"c:7","to":"t:2""#,
+            ),
+        ]
+        .concat()
+        .into_bytes()
+    }
+
+    #[test]
+    fn extract_one_side_of_the_first_connection() {
+        let inputs = [Input::Bytes(log())];
+        let id = ConnId(*b"0000000A");
+        let mut out = Vec::new();
+        let (n, skipped) = extract(&inputs, id, Side::Client, &mut out).unwrap();
+        assert_eq!((out.as_slice(), n), (&b"hello"[..], 5));
+        assert_eq!(skipped.count, 1, "the broken %zz");
+        out.clear();
+        extract(&inputs, id, Side::Target, &mut out).unwrap();
+        assert_eq!(out, b"\x00\xFF");
+        let err = extract(&inputs, ConnId(*b"0000000Z"), Side::Client, &mut out);
+        assert!(matches!(err, Err(Error::Message(m)) if m.contains("0000000Z")));
+    }
+
+    #[test]
+    fn conversations_are_cut_at_offset_and_budget() {
+        let inputs = [Input::Bytes(log())];
+        let id = ConnId(*b"0000000A");
+        let (all, _) = conversation(&inputs, id, None, 0, 100).unwrap();
+        let parts: Vec<(Side, u64, &[u8])> = all
+            .messages
+            .iter()
+            .map(|m| (m.side, m.offset, m.bytes.as_slice()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (Side::Client, 0, &b"hel"[..]),
+                (Side::Target, 0, &b"\x00\xFF"[..]),
+                (Side::Client, 3, &b"lo"[..]),
+            ]
+        );
+        assert_eq!((all.truncated, all.closed_by), (false, Some(Side::Client)));
+        assert_eq!(all.peers.listen_port, Some(9));
+        let (cut, _) = conversation(&inputs, id, None, 2, 2).unwrap();
+        let parts: Vec<(u64, &[u8])> = cut
+            .messages
+            .iter()
+            .map(|m| (m.offset, m.bytes.as_slice()))
+            .collect();
+        assert_eq!(parts, [(2, &b"l"[..]), (0, &b"\x00"[..])]);
+        assert!(cut.truncated);
+        let (client, _) = conversation(&inputs, id, Some(Side::Client), 1, 100).unwrap();
+        let bytes: Vec<u8> = client
+            .messages
+            .iter()
+            .flat_map(|m| m.bytes.clone())
+            .collect();
+        assert_eq!(bytes, b"ello");
+    }
+}
