@@ -5,7 +5,9 @@
 
 use crate::log::destination::Destination;
 use crate::log::{Log, News, Settings};
-use crate::mcp::{Answer, McpConn};
+use crate::mcp::McpConn;
+use crate::mcp::reading::{Capture, Query, Reader};
+use control::{Held, Reading};
 use crate::proxy::listener::{Accept, Listener};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
@@ -73,8 +75,16 @@ pub struct EventLoop {
     /// Set by a tool whose answer waits until the log's lines so far are
     /// written (`stop-logging`): the flush to wait for.
     answer_after_flush: Option<u64>,
-    /// Answers waiting for a flush: (MCP connection key, flush, answer).
-    held_answers: Vec<(usize, u64, Answer)>,
+    /// Set by a reading tool: what to read once flush `.2` is written.
+    read_asked: Option<(Query, Capture, u64)>,
+    /// MCP requests waiting for a flush to be written.
+    held: Vec<Held>,
+    /// MCP queries on the reader thread.
+    reading: Vec<Reading>,
+    /// The thread that reads captures for the MCP tools, once used.
+    reader: Option<Reader>,
+    /// Wakes the loop (for helper threads started later).
+    wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl EventLoop {
@@ -142,7 +152,7 @@ impl EventLoop {
             slab,
             log,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            resolver: Resolver::new(wake),
+            resolver: Resolver::new(Arc::clone(&wake)),
             connect_deadlines: VecDeque::new(),
             accepts_paused_until: None,
             accept_error_reported: false,
@@ -155,7 +165,11 @@ impl EventLoop {
             yielded: Vec::new(),
             mcp_conns: Vec::new(),
             answer_after_flush: None,
-            held_answers: Vec::new(),
+            read_asked: None,
+            held: Vec::new(),
+            reading: Vec::new(),
+            reader: None,
+            wake,
         })
     }
 
@@ -178,6 +192,7 @@ impl EventLoop {
                     SIGNALS => self.on_signals(),
                     WAKER => {
                         self.on_resolved();
+                        self.on_read_answers();
                         let news = self.log.on_writer_reports();
                         self.on_log_news(news);
                     }
@@ -394,7 +409,7 @@ impl EventLoop {
             self.resume_throttled();
         }
         if news.written {
-            self.release_held_answers();
+            self.release_held();
         }
         if let Some(message) = news.failed
             && !matches!(self.stop, Some(Stop::Failed(_)))

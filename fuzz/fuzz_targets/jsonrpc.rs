@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rawprox::mcp::reading::Query;
 use rawprox::mcp::rpc::{self, Control, Outcome};
 use rawprox::proxy::rule::PortRule;
 use rawprox::log::destination::{DestKey, Destination};
@@ -26,6 +27,9 @@ impl Control for Refusing {
         Err("not logging there".into())
     }
     fn shutdown(&mut self) {}
+    fn read_capture(&mut self, _: Query) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn check(body: &Value) {
@@ -42,7 +46,7 @@ fn check(body: &Value) {
 
 fuzz_target!(|input: &[u8]| {
     match rpc::handle(input, &mut Refusing) {
-        Outcome::Accepted => {}
+        Outcome::Accepted | Outcome::Later(_) => {}
         Outcome::Reply { body, .. } | Outcome::Invalid(body) => check(&body),
     }
 });

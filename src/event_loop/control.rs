@@ -4,8 +4,9 @@
 
 use super::{EventLoop, Slot, Stop};
 use crate::log::destination::{self, DestKey, Destination};
-use crate::mcp::rpc::Control;
-use crate::mcp::{self, McpConn, Next};
+use crate::mcp::reading::{Capture, Query, Reader};
+use crate::mcp::rpc::{self, Control};
+use crate::mcp::{self, Answer, McpConn, Next};
 use crate::proxy::listener::{Accept, Listener, accept_from};
 use crate::proxy::rule::PortRule;
 use crate::proxy::token::{self, Side};
@@ -66,13 +67,34 @@ impl EventLoop {
                     let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) else {
                         return;
                     };
-                    match self.answer_after_flush.take() {
-                        // SPEC §7: stop-logging answers once its lines are written.
-                        Some(flush) => {
+                    let read = self.read_asked.take();
+                    match (answer.later.clone(), self.answer_after_flush.take(), read) {
+                        // SPEC §9: a query reads once every line so far is written.
+                        (Some(id), _, Some((query, capture, flush))) => {
                             conn.await_answer();
-                            self.held_answers.push((key, flush, answer));
+                            let keep_alive = answer.keep_alive;
+                            self.held.push(Held {
+                                key,
+                                flush,
+                                waits: Waits::Read {
+                                    id,
+                                    keep_alive,
+                                    query,
+                                    capture,
+                                },
+                            });
+                            self.release_held();
                         }
-                        None => conn.send(answer),
+                        // SPEC §7: stop-logging answers once its lines are written.
+                        (None, Some(flush), _) => {
+                            conn.await_answer();
+                            self.held.push(Held {
+                                key,
+                                flush,
+                                waits: Waits::Answer(answer),
+                            });
+                        }
+                        _ => conn.send(answer),
                     }
                 }
             }
@@ -84,21 +106,79 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut conn.socket);
         }
         self.mcp_conns.retain(|&k| k != key);
-        self.held_answers.retain(|&(k, _, _)| k != key);
+        self.held.retain(|h| h.key != key);
+        self.reading.retain(|r| r.key != key);
     }
 
-    /// Sends the answers that waited for a flush the writer has finished.
-    pub(super) fn release_held_answers(&mut self) {
+    /// Goes on with what waited for a flush the writer has finished: sends
+    /// held answers, hands queries to the reader thread.
+    pub(super) fn release_held(&mut self) {
         let written = self.log.flushed_through();
-        let (ready, waiting) = std::mem::take(&mut self.held_answers)
+        let (ready, waiting): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|&(_, flush, _)| flush <= written);
-        self.held_answers = waiting;
-        for (key, _, answer) in ready {
-            if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
-                conn.send(answer);
-                self.on_mcp(key);
+            .partition(|h| h.flush <= written);
+        self.held = waiting;
+        for Held { key, waits, .. } in ready {
+            match waits {
+                Waits::Answer(answer) => self.answer(key, answer),
+                Waits::Read {
+                    id,
+                    keep_alive,
+                    query,
+                    capture,
+                } => {
+                    let tag = self.next_serial;
+                    self.next_serial += 1;
+                    match self.reader() {
+                        Ok(reader) => reader.submit(tag, query, capture),
+                        Err(e) => {
+                            let body = rpc::tool_reply(id, Err(format!("cannot read: {e}")));
+                            self.answer(key, Answer::json(&body, keep_alive));
+                            continue;
+                        }
+                    }
+                    self.reading.push(Reading {
+                        key,
+                        tag,
+                        id,
+                        keep_alive,
+                    });
+                }
             }
+        }
+    }
+
+    /// The reader thread, started on first use.
+    fn reader(&mut self) -> std::io::Result<&Reader> {
+        if self.reader.is_none() {
+            self.reader = Some(Reader::spawn(std::sync::Arc::clone(&self.wake))?);
+        }
+        Ok(self.reader.as_ref().expect("just started"))
+    }
+
+    /// Answers the queries the reader thread has finished.
+    pub(super) fn on_read_answers(&mut self) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        let done: Vec<_> = reader.answers.try_iter().collect();
+        for (tag, result) in done {
+            let Some(i) = self.reading.iter().position(|r| r.tag == tag) else {
+                continue; // Its connection closed meanwhile.
+            };
+            let Reading {
+                key, id, keep_alive, ..
+            } = self.reading.remove(i);
+            let body = rpc::tool_reply(id, result);
+            self.answer(key, Answer::json(&body, keep_alive));
+        }
+    }
+
+    /// Sends an answer that was not ready when its request was taken.
+    fn answer(&mut self, key: usize, answer: Answer) {
+        if let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) {
+            conn.send(answer);
+            self.on_mcp(key);
         }
     }
 
@@ -138,6 +218,34 @@ impl EventLoop {
             _ => None,
         })
     }
+}
+
+/// What an MCP request waits for after its lines are written.
+pub(super) enum Waits {
+    /// Only the flush: the answer is ready (`stop-logging`).
+    Answer(Answer),
+    /// Then reading the capture (the reading tools).
+    Read {
+        id: serde_json::Value,
+        keep_alive: bool,
+        query: Query,
+        capture: Capture,
+    },
+}
+
+/// An MCP request waiting for flush `flush` to be written.
+pub(super) struct Held {
+    pub key: usize,
+    pub flush: u64,
+    pub waits: Waits,
+}
+
+/// A query on the reader thread, for the MCP connection `key`.
+pub(super) struct Reading {
+    pub key: usize,
+    pub tag: u64,
+    pub id: serde_json::Value,
+    pub keep_alive: bool,
 }
 
 impl Control for EventLoop {
@@ -199,11 +307,27 @@ impl Control for EventLoop {
         for key in &keys {
             self.log.remove_destination(key)?;
         }
-        self.answer_after_flush = Some(self.log.next_flush());
+        self.answer_after_flush = Some(self.log.write_soon());
         Ok(keys)
     }
 
     fn shutdown(&mut self) {
         self.stop.get_or_insert(Stop::Clean);
+    }
+
+    fn read_capture(&mut self, query: Query) -> Result<(), String> {
+        let (directories, run_started_micros) = self.log.directories_this_run();
+        if directories.is_empty() {
+            return Err(
+                "no directory destination in this run: start-logging to a directory first".into(),
+            );
+        }
+        let capture = Capture {
+            directories: directories.to_vec(),
+            run_started_micros,
+        };
+        let flush = self.log.write_soon();
+        self.read_asked = Some((query, capture, flush));
+        Ok(())
     }
 }

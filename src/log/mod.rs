@@ -101,6 +101,10 @@ pub struct Log {
     /// `--flush-mb` in bytes (see `Settings`).
     flush_bytes: Option<usize>,
     destinations: Vec<Destination>,
+    /// Every directory logged to in this run, active or stopped.
+    directories_this_run: Vec<String>,
+    /// When this run started, for reading back only its lines.
+    run_started_micros: u64,
     /// An MCP server runs: control events also go to stdout, at once.
     console: bool,
     clock: LineClock,
@@ -137,6 +141,8 @@ impl Log {
             cap: settings.cap,
             flush_bytes: settings.flush_bytes,
             destinations: Vec::new(),
+            directories_this_run: Vec::new(),
+            run_started_micros: now_micros(),
             console: mcp_endpoint.is_some(),
             clock: LineClock::default(),
             ids: ConnIdSeq::starting_at(now_micros()),
@@ -227,8 +233,18 @@ impl Log {
             Destination::Directory { dir, format } => (Some(dir.as_str()), Some(format.source())),
         };
         self.logging_event(&key, "start-logging", directory, format);
+        if let Some(dir) = directory
+            && !self.directories_this_run.iter().any(|d| d == dir)
+        {
+            self.directories_this_run.push(dir.to_owned());
+        }
         self.destinations.push(destination);
         Ok(())
+    }
+
+    /// Every directory logged to in this run, and when the run started.
+    pub fn directories_this_run(&self) -> (&[String], u64) {
+        (&self.directories_this_run, self.run_started_micros)
     }
 
     /// Removes a log destination after what was logged for it; its last
@@ -247,13 +263,17 @@ impl Log {
         self.logging_event(key, "stop-logging", directory, None);
         self.note_pending();
         self.arena.remove_destination(key.clone());
-        self.schedule.now = true;
         Ok(())
     }
 
-    /// The flush that will write the lines logged so far: they are written
-    /// once `flushed_through` reaches it.
-    pub fn next_flush(&self) -> u64 {
+    /// Asks for the lines logged so far to be written as soon as the
+    /// writer is free, interval or not; returns the flush that writes them:
+    /// they are written once `flushed_through` reaches it.
+    pub fn write_soon(&mut self) -> u64 {
+        if self.arena.is_empty() {
+            return self.flushes_sent; // All of it was handed over already.
+        }
+        self.schedule.now = true;
         self.flushes_sent + 1
     }
 

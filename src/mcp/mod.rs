@@ -3,6 +3,7 @@
 //! JSON-RPC dispatch `rpc.rs`; `respond` joins them without sockets.
 
 pub mod http;
+pub mod reading;
 pub mod rpc;
 
 use crate::log::timefmt::now_micros;
@@ -20,10 +21,24 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_SIZE: usize = 16 * 1024;
 
 /// The answer to one request: response bytes, and whether the connection
-/// stays open after them.
+/// stays open after them. Empty `bytes` and `later`: it comes later.
 pub struct Answer {
     pub bytes: Vec<u8>,
     pub keep_alive: bool,
+    /// The id of a request whose answer comes later (`Outcome::Later`).
+    pub later: Option<serde_json::Value>,
+}
+
+impl Answer {
+    /// A JSON-RPC message, 200.
+    pub fn json(body: &serde_json::Value, keep_alive: bool) -> Answer {
+        let bytes = http::response(200, &[], body.to_string().as_bytes(), true, keep_alive);
+        Answer {
+            bytes,
+            keep_alive,
+            later: None,
+        }
+    }
 }
 
 /// A new `Mcp-Session-Id`: the server keeps no state per session, so it
@@ -40,6 +55,7 @@ pub fn respond(req: &Request, control: &mut dyn Control) -> Answer {
     let plain = |status: u16, extra: &[(&str, &str)], text: &str| Answer {
         bytes: http::response(status, extra, text.as_bytes(), false, keep_alive),
         keep_alive,
+        later: None,
     };
     if !http::origin_allowed(req.origin.as_deref()) {
         return plain(403, &[], "Forbidden: Origin is not a localhost origin\n");
@@ -58,6 +74,7 @@ pub fn respond(req: &Request, control: &mut dyn Control) -> Answer {
     let json = |status: u16, extra: &[(&str, &str)], body: &serde_json::Value| Answer {
         bytes: http::response(status, extra, body.to_string().as_bytes(), true, keep_alive),
         keep_alive,
+        later: None,
     };
     match rpc::handle(&req.body, control) {
         Outcome::Reply {
@@ -72,6 +89,12 @@ pub fn respond(req: &Request, control: &mut dyn Control) -> Answer {
         Outcome::Accepted => Answer {
             bytes: http::response(202, &[], b"", false, keep_alive),
             keep_alive,
+            later: None,
+        },
+        Outcome::Later(id) => Answer {
+            bytes: Vec::new(),
+            keep_alive,
+            later: Some(id),
         },
     }
 }
@@ -183,6 +206,7 @@ impl McpConn {
                     self.send(Answer {
                         bytes,
                         keep_alive: false,
+                        later: None,
                     });
                     return self.next(now);
                 }

@@ -2,6 +2,7 @@
 //! outcome out. What a tool does to the proxy goes through the `Control`
 //! trait, so the dispatcher has no sockets and is tested with a fake.
 
+use super::reading::Query;
 use crate::log::destination::{DestKey, Destination};
 use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::PortRule;
@@ -26,6 +27,9 @@ pub trait Control {
     fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String>;
     /// Shut down as on SIGINT, after this answer is sent.
     fn shutdown(&mut self);
+    /// Starts reading the capture for `query` (SPEC §9); its answer comes
+    /// later. An error says why it cannot (no directory in this run).
+    fn read_capture(&mut self, query: Query) -> Result<(), String>;
 }
 
 /// How to answer one message.
@@ -37,6 +41,9 @@ pub enum Outcome {
     Invalid(Value),
     /// 202, no body: a notification or a response from the client.
     Accepted,
+    /// A tool whose answer comes later, to the request with this id
+    /// (`Control::read_capture`).
+    Later(Value),
 }
 
 /// Handles one POSTed body.
@@ -103,7 +110,11 @@ pub fn handle(body: &[u8], control: &mut dyn Control) -> Outcome {
         "initialize" => reply(id, Ok(initialize(&params)), true),
         "ping" => reply(id, Ok(json!({})), false),
         "tools/list" => reply(id, Ok(json!({ "tools": tools() })), false),
-        "tools/call" => reply(id, call_tool(&params, control), false),
+        "tools/call" => match call_tool(&params, control) {
+            Ok(Called::Later) => Outcome::Later(id),
+            Ok(Called::Now(result)) => reply(id, Ok(result), false),
+            Err(e) => reply(id, Err(e), false),
+        },
         other => reply(
             id,
             Err((METHOD_NOT_FOUND, format!("Method not found: {other}"))),
@@ -195,11 +206,80 @@ pub fn tools() -> Value {
             "name": "shutdown",
             "description": "Shut rawprox down as on Ctrl-C: close every connection, write every buffered log line, exit.",
             "inputSchema": { "type": "object", "properties": {}, "required": [] }
+        },
+        {
+            "name": "list-connections",
+            "description": "The connections this run captured to its log directories, oldest first (the newest `limit`): ConnID, listen port, client, target, open time, duration, bytes each way, how it ended. Every line logged before the call is included. Needs a directory destination (start-logging to a directory first).",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "port": port("Only connections of the rule listening on this port."),
+                    "limit": { "type": "integer", "minimum": 1, "maximum": 100000, "description": "How many of the newest connections to show (default 100)." }
+                },
+                "required": []
+            },
+            "outputSchema": {
+                "type": "object",
+                "properties": {
+                    "connections": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "ConnID": { "type": "string" },
+                                "listen_port": { "type": ["integer", "null"] },
+                                "client": { "type": "string" },
+                                "target": { "type": "string" },
+                                "open_time": { "type": "string" },
+                                "close_time": { "type": ["string", "null"] },
+                                "duration_seconds": { "type": "number" },
+                                "bytes_client_to_target": { "type": "integer" },
+                                "bytes_target_to_client": { "type": "integer" },
+                                "closed_by": { "type": ["string", "null"], "enum": ["client", "target", null] }
+                            },
+                            "required": ["ConnID", "listen_port", "client", "target", "open_time", "close_time", "duration_seconds", "bytes_client_to_target", "bytes_target_to_client", "closed_by"]
+                        }
+                    },
+                    "total": { "type": "integer", "description": "Connections in this run's capture (before limit)." }
+                },
+                "required": ["connections", "total"]
+            }
+        },
+        {
+            "name": "read-connection",
+            "description": "What crossed the wire on one connection of this run's capture: the conversation in log order, or one side's bytes, from byte offset on, cut at max_bytes (the answer then says so and gives the offset to continue from). Text as text and binary as a hex dump (format text), a hex dump (hex), or base64 (exact bytes).",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "conn_id": { "type": "string", "description": "The ConnID, as list-connections shows it." },
+                    "side": { "type": "string", "enum": ["client", "target"], "description": "Only the bytes this side sent; omitted for both, in log order." },
+                    "offset": { "type": "integer", "minimum": 0, "description": "Bytes to skip, counted over the selected side(s) (default 0)." },
+                    "max_bytes": { "type": "integer", "minimum": 1, "maximum": 4194304, "description": "Most bytes in the answer (default 16384)." },
+                    "format": { "type": "string", "enum": ["text", "hex", "base64"], "description": "How bytes are shown (default text)." }
+                },
+                "required": ["conn_id"]
+            }
         }
     ])
 }
 
-fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Value, (i64, String)> {
+/// What a tool call came to.
+enum Called {
+    /// The result, now.
+    Now(Value),
+    /// The result comes later (see `Outcome::Later`).
+    Later,
+}
+
+/// A tool's result, or its error, as the JSON-RPC reply to `id`.
+pub fn tool_reply(id: Value, result: Result<Value, String>) -> Value {
+    match result {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(message) => error(id, INVALID_PARAMS, &message),
+    }
+}
+
+fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, String)> {
     let invalid = |m: String| (INVALID_PARAMS, m);
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         return Err(invalid("tools/call needs \"name\", a string".into()));
@@ -210,7 +290,15 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Value, (i64, S
         Some(Value::Object(args)) => args,
         Some(_) => return Err(invalid("\"arguments\" must be an object".into())),
     };
+    let read = |query: Result<Query, String>, control: &mut dyn Control| {
+        query
+            .and_then(|q| control.read_capture(q))
+            .map(|()| Called::Later)
+            .map_err(invalid)
+    };
     let text = match name {
+        "list-connections" => return read(Query::list(args), control),
+        "read-connection" => return read(Query::read(args), control),
         "start-logging" => start_logging(args, control),
         "stop-logging" => stop_logging(args, control),
         "add-port-rule" => add_port_rule(args, control),
@@ -230,7 +318,9 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Value, (i64, S
         other => return Err((METHOD_NOT_FOUND, format!("Unknown tool: {other}"))),
     }
     .map_err(invalid)?;
-    Ok(json!({ "content": [{ "type": "text", "text": text }] }))
+    Ok(Called::Now(
+        json!({ "content": [{ "type": "text", "text": text }] }),
+    ))
 }
 
 fn port_arg(args: &Map<String, Value>, name: &str) -> Result<u16, (i64, String)> {
@@ -375,6 +465,9 @@ mod tests {
                 }
                 Some(key) => Err(format!("not logging to {}", key.describe())),
             }
+        }
+        fn read_capture(&mut self, _query: Query) -> Result<(), String> {
+            Err("no directory destination in this run: start-logging to a directory first".into())
         }
         fn shutdown(&mut self) {
             self.shut_down = true;

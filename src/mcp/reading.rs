@@ -1,0 +1,396 @@
+//! The MCP tools that read the capture (SPEC §9): `list-connections` and
+//! `read-connection`. Their arguments are checked on the loop (`Query`);
+//! the reading itself runs on a helper thread (`Reader`), which wakes the
+//! loop with the answer, so traffic and other requests go on meanwhile.
+
+use crate::read::decode::{ConnId, Time};
+use crate::read::extract::{Conversation, conversation};
+use crate::read::follow::{is_mostly_text, push_hex_dump, push_text};
+use crate::read::input::{Input, expand};
+use crate::read::list::{ConnRow, connections, write_table};
+use crate::read::{self, Side};
+use serde_json::{Map, Value, json};
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+
+/// `list-connections`: rows shown by default, and at most.
+const DEFAULT_LIMIT: u64 = 100;
+const MAX_LIMIT: u64 = 100_000;
+/// `read-connection`: bytes read by default, and at most.
+const DEFAULT_MAX_BYTES: u64 = 16 * 1024;
+const MAX_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How `read-connection` shows bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Format {
+    /// Text as text, a mostly binary message as a hex dump (as `follow`).
+    Text,
+    Hex,
+    Base64,
+}
+
+/// A checked request of one of the two tools.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    List {
+        port: Option<u16>,
+        limit: usize,
+    },
+    Read {
+        conn_id: ConnId,
+        side: Option<Side>,
+        offset: u64,
+        max_bytes: usize,
+        format: Format,
+    },
+}
+
+/// What a query reads: this run's directory destinations (active or
+/// stopped) and when the run started, so earlier runs appended to the same
+/// files are left out.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub directories: Vec<String>,
+    pub run_started_micros: u64,
+}
+
+/// A whole number argument within `range`, or its default when omitted.
+fn number(
+    args: &Map<String, Value>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(value) => value.as_u64().filter(|n| range.contains(n)).ok_or_else(|| {
+            format!(
+                "{name} must be a whole number {}-{}, not {value}",
+                range.start(),
+                range.end()
+            )
+        }),
+    }
+}
+
+impl Query {
+    /// `list-connections` arguments: `port`, `limit`.
+    pub fn list(args: &Map<String, Value>) -> Result<Query, String> {
+        let port = match args.get("port") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(number(args, "port", 0, 1..=65535)? as u16),
+        };
+        let limit = number(args, "limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)? as usize;
+        Ok(Query::List { port, limit })
+    }
+
+    /// `read-connection` arguments: `conn_id`, `side`, `offset`,
+    /// `max_bytes`, `format`.
+    pub fn read(args: &Map<String, Value>) -> Result<Query, String> {
+        let conn_id = match args.get("conn_id") {
+            Some(Value::String(id)) => ConnId::parse(id.as_bytes()).ok_or_else(|| {
+                format!("conn_id must be 8 letters and digits, as list-connections shows, not {id:?}")
+            })?,
+            Some(other) => return Err(format!("conn_id must be a string, not {other}")),
+            None => return Err("missing argument conn_id (list-connections shows them)".into()),
+        };
+        let side = match args.get("side") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "both" => None,
+            Some(Value::String(s)) => Some(Side::parse(s).ok_or_else(|| {
+                format!("side must be \"client\" or \"target\" (or omitted for both), not {s:?}")
+            })?),
+            Some(other) => return Err(format!("side must be a string, not {other}")),
+        };
+        let offset = number(args, "offset", 0, 0..=u64::MAX)?;
+        let max_bytes = number(args, "max_bytes", DEFAULT_MAX_BYTES, 1..=MAX_MAX_BYTES)? as usize;
+        let format = match args.get("format") {
+            None | Some(Value::Null) => Format::Text,
+            Some(Value::String(f)) => match f.as_str() {
+                "text" => Format::Text,
+                "hex" => Format::Hex,
+                "base64" => Format::Base64,
+                _ => {
+                    return Err(format!(
+                        "format must be \"text\", \"hex\" or \"base64\", not {f:?}"
+                    ));
+                }
+            },
+            Some(other) => return Err(format!("format must be a string, not {other}")),
+        };
+        Ok(Query::Read {
+            conn_id,
+            side,
+            offset,
+            max_bytes,
+            format,
+        })
+    }
+}
+
+/// Runs `query` on `capture`: the tool's result (`content`, and
+/// `structuredContent`), or the message of a `-32602` error.
+pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
+    let inputs = inputs(capture)?;
+    let since = Time(capture.run_started_micros as i64);
+    match query {
+        Query::List { port, limit } => {
+            let (rows, _) = connections(&inputs, *port).map_err(|e| e.to_string())?;
+            let rows: Vec<ConnRow> = rows.into_iter().filter(|r| r.open_time >= since).collect();
+            let shown = &rows[rows.len().saturating_sub(*limit)..];
+            Ok(list_result(shown, rows.len()))
+        }
+        Query::Read {
+            conn_id,
+            side,
+            offset,
+            max_bytes,
+            format,
+        } => match conversation(&inputs, *conn_id, *side, *offset, *max_bytes) {
+            Ok((talk, _)) => Ok(read_result(&talk, *side, *offset, *max_bytes, *format)),
+            Err(read::Error::Message(_)) if !known(&inputs, *conn_id, since) => Err(format!(
+                "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
+/// The log files of the capture's directories; a directory with no file
+/// yet holds no connection.
+fn inputs(capture: &Capture) -> Result<Vec<Input>, String> {
+    let mut all = Vec::new();
+    for dir in &capture.directories {
+        if !std::path::Path::new(dir).is_dir() {
+            continue; // Moved or deleted since: nothing to read there.
+        }
+        all.extend(expand(std::slice::from_ref(dir)).map_err(|e| e.to_string())?);
+    }
+    Ok(all)
+}
+
+/// True when `id` opened in this run.
+fn known(inputs: &[Input], id: ConnId, since: Time) -> bool {
+    connections(inputs, None)
+        .is_ok_and(|(rows, _)| rows.iter().any(|r| r.conn_id == id && r.open_time >= since))
+}
+
+fn list_result(rows: &[ConnRow], total: usize) -> Value {
+    let mut table = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_table(rows, &mut table);
+    let mut text = String::from_utf8_lossy(&table).into_owned();
+    if rows.len() < total {
+        text.push_str(&format!(
+            "(the newest {} of {total} connections; raise limit for more)\n",
+            rows.len()
+        ));
+    }
+    let structured: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.to_json()).unwrap_or(Value::Null))
+        .collect();
+    json!({
+        "content": [{ "type": "text", "text": text }],
+        "structuredContent": { "connections": structured, "total": total }
+    })
+}
+
+fn read_result(
+    talk: &Conversation,
+    side: Option<Side>,
+    offset: u64,
+    max_bytes: usize,
+    format: Format,
+) -> Value {
+    let kept: usize = talk.messages.iter().map(|m| m.bytes.len()).sum();
+    let next = offset + kept as u64;
+    let which = side.map_or("both sides", Side::name);
+    let mut text = format!(
+        "ConnID {} ({} -> {}), {which}, bytes {offset} to {next}",
+        talk.conn_id, talk.peers.client, talk.peers.target
+    );
+    if talk.truncated {
+        text.push_str(&format!(
+            ": cut at max_bytes {max_bytes}; continue with offset {next}\n"
+        ));
+    } else {
+        text.push_str(": the end of what was logged\n");
+    }
+    match (format, side) {
+        // One side's bytes in one piece, for a client to decode.
+        (Format::Base64, Some(_)) => {
+            let bytes: Vec<u8> = talk.messages.iter().flat_map(|m| m.bytes.clone()).collect();
+            text.push_str(&base64(&bytes));
+            text.push('\n');
+        }
+        _ => {
+            for m in &talk.messages {
+                let arrow = if m.side == Side::Client { '>' } else { '<' };
+                text.push_str(&format!(
+                    "{arrow} {} {} bytes at {}\n",
+                    m.side.name(),
+                    m.bytes.len(),
+                    m.time
+                ));
+                match format {
+                    Format::Base64 => {
+                        text.push_str(&base64(&m.bytes));
+                        text.push('\n');
+                    }
+                    Format::Hex => push_hex_dump(&m.bytes, m.offset, &mut text),
+                    Format::Text if is_mostly_text(&m.bytes) => {
+                        push_text(&m.bytes, &mut text);
+                        if !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                    }
+                    Format::Text => push_hex_dump(&m.bytes, m.offset, &mut text),
+                }
+            }
+        }
+    }
+    let mut structured = json!({
+        "conn_id": talk.conn_id.as_str(),
+        "side": side.map_or("both", Side::name),
+        "offset": offset,
+        "bytes": kept,
+        "truncated": talk.truncated,
+    });
+    if talk.truncated {
+        structured["next_offset"] = json!(next);
+    }
+    json!({
+        "content": [{ "type": "text", "text": text }],
+        "structuredContent": structured
+    })
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A query handed to the reader thread, tagged for its answer.
+struct Job {
+    tag: u64,
+    query: Query,
+    capture: Capture,
+}
+
+/// The loop's handle on the reader thread: one query at a time, in order.
+pub struct Reader {
+    jobs: Sender<Job>,
+    /// `(tag, answer)` of each finished query.
+    pub answers: Receiver<(u64, Result<Value, String>)>,
+}
+
+impl Reader {
+    /// Starts the thread; `wake` is called after each answer.
+    pub fn spawn(wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Reader> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (outbox, answers) = mpsc::channel();
+        thread::Builder::new()
+            .name("rawprox-reader".into())
+            .spawn(move || {
+                for job in inbox {
+                    let result = answer(&job.query, &job.capture);
+                    if outbox.send((job.tag, result)).is_err() {
+                        return;
+                    }
+                    wake();
+                }
+            })?;
+        Ok(Reader { jobs, answers })
+    }
+
+    /// Queues a query; its answer comes back with `tag`.
+    pub fn submit(&self, tag: u64, query: Query, capture: Capture) {
+        // A send fails only if the thread is gone; the query then never
+        // answers, and its MCP connection times out like an idle one.
+        let _ = self.jobs.send(Job {
+            tag,
+            query,
+            capture,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (raw, want) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"fooba", "Zm9vYmE="),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xFF, 0xFE, 0x00], "//4A"),
+        ] {
+            assert_eq!(base64(raw), want, "{raw:?}");
+        }
+    }
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn arguments_are_checked_with_messages_that_say_what_to_do() {
+        let ok = Query::read(&args(json!({"conn_id": "0tK3XaB9"}))).unwrap();
+        assert_eq!(
+            ok,
+            Query::Read {
+                conn_id: ConnId(*b"0tK3XaB9"),
+                side: None,
+                offset: 0,
+                max_bytes: 16384,
+                format: Format::Text
+            }
+        );
+        for (bad, want) in [
+            (json!({}), "missing argument conn_id"),
+            (json!({"conn_id": 5}), "conn_id must be a string"),
+            (json!({"conn_id": "short"}), "8 letters and digits"),
+            (json!({"conn_id": "0tK3XaB9", "side": "server"}), "side must be"),
+            (json!({"conn_id": "0tK3XaB9", "format": "raw"}), "format must be"),
+            (json!({"conn_id": "0tK3XaB9", "offset": -1}), "offset must be"),
+            (json!({"conn_id": "0tK3XaB9", "offset": "3"}), "offset must be"),
+            (json!({"conn_id": "0tK3XaB9", "max_bytes": 0}), "max_bytes must be"),
+        ] {
+            let err = Query::read(&args(bad.clone())).unwrap_err();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+        assert_eq!(
+            Query::list(&args(json!({"port": 8080, "limit": 5}))),
+            Ok(Query::List {
+                port: Some(8080),
+                limit: 5
+            })
+        );
+        assert!(Query::list(&args(json!({"limit": 0}))).is_err());
+        assert!(Query::list(&args(json!({"port": 70000}))).is_err());
+    }
+}
