@@ -14,6 +14,7 @@ mod faults;
 mod forwarding;
 mod logging;
 mod mcp;
+mod mcp_read;
 mod read;
 mod shutdown;
 mod soak;

@@ -1,6 +1,6 @@
 //! SPEC §7: the MCP control server, driven with raw HTTP over a TcpStream
 //! on 127.0.0.1 (and once with the official Python SDK): the ready line,
-//! the transport, the five tools, runtime rules and destinations, the
+//! the transport, the seven tools (the two reading tools in `mcp_read`), runtime rules and destinations, the
 //! errors and the hardening, and that no request disturbs the traffic.
 
 use crate::util::*;
@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// One HTTP response.
-struct Response {
+pub(crate) struct Response {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -28,7 +28,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "body is not JSON ({e}): {:?}",
@@ -39,26 +39,26 @@ impl Response {
 }
 
 /// A keep-alive HTTP/1.1 connection to the MCP endpoint.
-struct Http {
+pub(crate) struct Http {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Http {
-    fn connect(port: u16) -> Http {
+    pub(crate) fn connect(port: u16) -> Http {
         Http {
             stream: connect(port),
             buf: Vec::new(),
         }
     }
 
-    fn send(&mut self, raw: &[u8]) -> Response {
+    pub(crate) fn send(&mut self, raw: &[u8]) -> Response {
         self.stream.write_all(raw).expect("write request");
         self.read_response().expect("a response before EOF")
     }
 
     /// The next response, or None at EOF.
-    fn read_response(&mut self) -> Option<Response> {
+    pub(crate) fn read_response(&mut self) -> Option<Response> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut parsed = httparse::Response::new(&mut headers);
@@ -100,7 +100,7 @@ impl Http {
         }
     }
 
-    fn post(&mut self, body: &str) -> Response {
+    pub(crate) fn post(&mut self, body: &str) -> Response {
         let raw = format!(
             "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -109,7 +109,7 @@ impl Http {
     }
 
     /// A JSON-RPC request; the 200 response's body.
-    fn rpc(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn rpc(&mut self, method: &str, params: Value) -> Value {
         let body =
             json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string();
         let response = self.post(&body);
@@ -127,7 +127,7 @@ impl Http {
     }
 
     /// A tool call that must succeed; its text.
-    fn call(&mut self, tool: &str, args: Value) -> String {
+    pub(crate) fn call(&mut self, tool: &str, args: Value) -> String {
         let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
         assert!(
             value.get("error").is_none(),
@@ -140,7 +140,7 @@ impl Http {
     }
 
     /// A tool call that must fail; (code, message).
-    fn call_err(&mut self, tool: &str, args: Value) -> (i64, String) {
+    pub(crate) fn call_err(&mut self, tool: &str, args: Value) -> (i64, String) {
         let value = self.rpc("tools/call", json!({"name": tool, "arguments": args}));
         let code = value["error"]["code"]
             .as_i64()
@@ -158,7 +158,7 @@ impl Http {
 /// Starts rawprox with `--mcp-port 0` and `args`; returns it and the MCP port
 /// from its `mcp-ready` line (checked to be the first line, field order
 /// `time`, `event`, `endpoint`).
-fn start_mcp(args: &[&str]) -> (Proxy, u16) {
+pub(crate) fn start_mcp(args: &[&str]) -> (Proxy, u16) {
     let mut all = vec!["--mcp-port", "0"];
     all.extend_from_slice(args);
     let mut proxy = Proxy::start(&all);
@@ -177,7 +177,7 @@ fn start_mcp(args: &[&str]) -> (Proxy, u16) {
     (proxy, port)
 }
 
-fn rule_args(local_port: u16, target_port: u16) -> Value {
+pub(crate) fn rule_args(local_port: u16, target_port: u16) -> Value {
     json!({"local_port": local_port, "target_host": "127.0.0.1", "target_port": target_port})
 }
 
@@ -235,7 +235,9 @@ fn initialize_negotiates_versions_on_one_keep_alive_connection() {
             "stop-logging",
             "add-port-rule",
             "remove-port-rule",
-            "shutdown"
+            "shutdown",
+            "list-connections",
+            "read-connection"
         ]
     );
     for tool in tools {
@@ -696,6 +698,10 @@ fn bad_requests() -> Vec<(Vec<u8>, bool, u16, Option<i64>)> {
         (call(r#"{"name":"add-port-rule","arguments":{"local_port":0,"target_host":"h","target_port":1}}"#), false, 200, Some(-32602)),
         (call(r#"{"name":"add-port-rule","arguments":{"local_port":[],"target_host":{},"target_port":null}}"#), false, 200, Some(-32602)),
         (call(r#"{"name":"stop-logging","arguments":{"directory":42}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"list-connections","arguments":{"limit":-1}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"read-connection","arguments":{"conn_id":5}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"read-connection","arguments":{"conn_id":"zzzzzzzz","side":"server"}}"#), false, 200, Some(-32602)),
+        (call(r#"{"name":"read-connection","arguments":{"conn_id":"zzzzzzzz","format":"raw","offset":"x"}}"#), false, 200, Some(-32602)),
         (post_closing(r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#), false, 200, Some(-32601)),
         (b"GET /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),
         (b"DELETE /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),

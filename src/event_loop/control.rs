@@ -167,7 +167,10 @@ impl EventLoop {
                 continue; // Its connection closed meanwhile.
             };
             let Reading {
-                key, id, keep_alive, ..
+                key,
+                id,
+                keep_alive,
+                ..
             } = self.reading.remove(i);
             let body = rpc::tool_reply(id, result);
             self.answer(key, Answer::json(&body, keep_alive));

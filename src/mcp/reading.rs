@@ -91,7 +91,9 @@ impl Query {
     pub fn read(args: &Map<String, Value>) -> Result<Query, String> {
         let conn_id = match args.get("conn_id") {
             Some(Value::String(id)) => ConnId::parse(id.as_bytes()).ok_or_else(|| {
-                format!("conn_id must be 8 letters and digits, as list-connections shows, not {id:?}")
+                format!(
+                    "conn_id must be 8 letters and digits, as list-connections shows, not {id:?}"
+                )
             })?,
             Some(other) => return Err(format!("conn_id must be a string, not {other}")),
             None => return Err("missing argument conn_id (list-connections shows them)".into()),
@@ -374,11 +376,26 @@ mod tests {
             (json!({}), "missing argument conn_id"),
             (json!({"conn_id": 5}), "conn_id must be a string"),
             (json!({"conn_id": "short"}), "8 letters and digits"),
-            (json!({"conn_id": "0tK3XaB9", "side": "server"}), "side must be"),
-            (json!({"conn_id": "0tK3XaB9", "format": "raw"}), "format must be"),
-            (json!({"conn_id": "0tK3XaB9", "offset": -1}), "offset must be"),
-            (json!({"conn_id": "0tK3XaB9", "offset": "3"}), "offset must be"),
-            (json!({"conn_id": "0tK3XaB9", "max_bytes": 0}), "max_bytes must be"),
+            (
+                json!({"conn_id": "0tK3XaB9", "side": "server"}),
+                "side must be",
+            ),
+            (
+                json!({"conn_id": "0tK3XaB9", "format": "raw"}),
+                "format must be",
+            ),
+            (
+                json!({"conn_id": "0tK3XaB9", "offset": -1}),
+                "offset must be",
+            ),
+            (
+                json!({"conn_id": "0tK3XaB9", "offset": "3"}),
+                "offset must be",
+            ),
+            (
+                json!({"conn_id": "0tK3XaB9", "max_bytes": 0}),
+                "max_bytes must be",
+            ),
         ] {
             let err = Query::read(&args(bad.clone())).unwrap_err();
             assert!(err.contains(want), "{bad}: {err}");

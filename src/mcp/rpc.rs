@@ -512,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn tools_list_has_the_five_tools() {
+    fn tools_list_has_the_seven_tools() {
         let mut c = FakeControl::default();
         let r = call(
             &mut c,
@@ -527,7 +527,9 @@ mod tests {
                 "stop-logging",
                 "add-port-rule",
                 "remove-port-rule",
-                "shutdown"
+                "shutdown",
+                "list-connections",
+                "read-connection"
             ]
         );
         for t in tools {
@@ -622,6 +624,52 @@ mod tests {
             };
             assert!(text.contains(&want), "{id}: {text}");
         }
+    }
+
+    #[test]
+    fn reading_tools_answer_later_or_say_what_to_do() {
+        let mut c = FakeControl::default();
+        let r = tool(&mut c, "list-connections", json!({}));
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("start-logging to a directory first"),
+            "{r}"
+        );
+        let r = tool(&mut c, "read-connection", json!({"conn_id": "nope"}));
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        struct Reads;
+        impl Control for Reads {
+            fn add_rule(&mut self, _: PortRule) -> Result<(), String> {
+                unreachable!()
+            }
+            fn remove_rule(&mut self, _: u16) -> Result<usize, String> {
+                unreachable!()
+            }
+            fn start_logging(&mut self, _: Destination) -> Result<(), String> {
+                unreachable!()
+            }
+            fn stop_logging(&mut self, _: Option<DestKey>) -> Result<Vec<DestKey>, String> {
+                unreachable!()
+            }
+            fn shutdown(&mut self) {}
+            fn read_capture(&mut self, _: Query) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let body = json!({"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"list-connections","arguments":{}}});
+        assert_eq!(
+            handle(body.to_string().as_bytes(), &mut Reads),
+            Outcome::Later(json!("q"))
+        );
+        let list = &tools()[5];
+        assert_eq!(list["outputSchema"]["type"], "object");
+        assert_eq!(
+            tool_reply(json!(1), Err("unknown ConnID".into()))["error"]["code"],
+            INVALID_PARAMS
+        );
     }
 
     #[test]

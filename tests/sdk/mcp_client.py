@@ -7,6 +7,7 @@ Run by tests/mcp.rs (test `official_python_sdk_drives_rawprox`).
 """
 
 import asyncio
+import base64
 import glob
 import json
 import os
@@ -17,6 +18,7 @@ import threading
 import urllib.parse
 
 from mcp import ClientSession
+from mcp.shared.exceptions import MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 BINARY, LOG_DIR = sys.argv[1], sys.argv[2]
@@ -78,7 +80,7 @@ async def drive(endpoint, echo_port, rule_port):
             assert init.protocol_version in ("2024-11-05", "2025-03-26", "2025-06-18"), init
             tools = await session.list_tools()
             names = sorted(t.name for t in tools.tools)
-            assert names == ["add-port-rule", "remove-port-rule", "shutdown", "start-logging", "stop-logging"], names
+            assert names == ["add-port-rule", "list-connections", "read-connection", "remove-port-rule", "shutdown", "start-logging", "stop-logging"], names
             for tool in tools.tools:
                 assert tool.input_schema["type"] == "object", tool
 
@@ -99,6 +101,34 @@ async def drive(endpoint, echo_port, rule_port):
             assert LOG_DIR in text(started), text(started)
             payloads["dir"] = os.urandom(50_000)
             assert round_trip(rule_port, payloads["dir"]) == payloads["dir"]
+
+            # The reading tools: the connection logged to the directory, its
+            # counts, and each side's exact bytes (base64), read in pieces.
+            listed = await session.call_tool("list-connections", {})
+            assert not listed.is_error, listed
+            rows = listed.structured_content["connections"]
+            assert len(rows) == 1, rows
+            row = rows[0]
+            assert row["bytes_client_to_target"] == row["bytes_target_to_client"] == len(payloads["dir"]), row
+            assert row["listen_port"] == rule_port and row["closed_by"] == "client", row
+            for side in ("client", "target"):
+                got, offset = b"", 0
+                while True:
+                    part = await session.call_tool(
+                        "read-connection",
+                        {"conn_id": row["ConnID"], "side": side, "format": "base64", "offset": offset, "max_bytes": 16384},
+                    )
+                    assert not part.is_error, part
+                    got += base64.b64decode(text(part).split("\n", 1)[1])
+                    if not part.structured_content["truncated"]:
+                        break
+                    offset = part.structured_content["next_offset"]
+                assert got == payloads["dir"], (side, len(got))
+            try:
+                await session.call_tool("read-connection", {"conn_id": "zzzzzzzz"})
+                raise AssertionError("an unknown ConnID was read")
+            except MCPError as e:
+                assert "unknown ConnID" in str(e), e
 
             bye = await session.call_tool("shutdown", {})
             assert "Shutting down" in text(bye), text(bye)

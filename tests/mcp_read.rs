@@ -1,0 +1,307 @@
+//! SPEC §9, "MCP tools for reading": `list-connections` and
+//! `read-connection` over raw HTTP on 127.0.0.1: every line logged before
+//! the call is seen (even with a long flush interval), the rows and bytes
+//! match the traffic, `max_bytes` cuts and `offset` continues, base64 gives
+//! the exact bytes, every error is a `-32602` that says what to do, and the
+//! reading runs off the loop (traffic and other MCP requests go on while a
+//! 256 MiB capture is read). The official SDK drives them too, in
+//! `mcp::official_python_sdk_drives_rawprox`.
+
+use crate::mcp::{Http, rule_args, start_mcp};
+use crate::util::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A tool call over raw HTTP; the whole JSON-RPC answer.
+fn tool(http: &mut Http, name: &str, args: Value) -> Value {
+    http.rpc("tools/call", json!({"name": name, "arguments": args}))
+}
+
+fn text(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {answer}"))
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::new();
+    for group in text.trim().as_bytes().chunks(4) {
+        let digits: Vec<u8> = group
+            .iter()
+            .filter(|&&c| c != b'=')
+            .map(|&c| value(c))
+            .collect();
+        let n = digits
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &d)| acc | u32::from(d) << (18 - 6 * i));
+        for i in 0..digits.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// The bytes of a one-side base64 answer: its text after the header line.
+fn side_bytes(answer: &Value) -> Vec<u8> {
+    let text = text(answer);
+    let (_, body) = text.split_once('\n').expect("a header line");
+    base64_decode(body)
+}
+
+#[test]
+fn reading_tools_show_exactly_what_crossed_the_wire() {
+    let target = echo_server("127.0.0.1");
+    let logs = TempDir::new("mcp-read");
+    let dir = path_str(&logs.join("logs"));
+    // A minute's interval: only writing first lets a query see the lines.
+    let (mut proxy, port) = start_mcp(&["--flush-millis", "60000"]);
+    let mut http = Http::connect(port);
+
+    let (code, message) = http.call_err("list-connections", json!({}));
+    assert_eq!(code, -32602);
+    assert!(
+        message.contains("start-logging to a directory first"),
+        "{message}"
+    );
+
+    http.call("start-logging", json!({"directory": dir}));
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    binary.extend(Rng::new(11).bytes(60_000));
+    let binary_client = echo_once(local, &binary).to_string();
+    let request = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let text_client = echo_once(local, request).to_string();
+
+    let listed = tool(&mut http, "list-connections", json!({}));
+    let rows = listed["result"]["structuredContent"]["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {listed}"));
+    assert_eq!(rows.len(), 2, "{listed}");
+    let (a, b) = (&rows[0], &rows[1]);
+    assert_eq!(a["client"], binary_client.as_str());
+    assert_eq!(b["client"], text_client.as_str());
+    for (row, len) in [(a, binary.len()), (b, request.len())] {
+        assert_eq!(row["listen_port"], local);
+        assert_eq!(row["bytes_client_to_target"], len);
+        assert_eq!(row["bytes_target_to_client"], len);
+        assert_eq!(row["closed_by"], "client");
+        assert!(text(&listed).contains(row["ConnID"].as_str().unwrap()));
+    }
+    let only_a = tool(&mut http, "list-connections", json!({"limit": 1}));
+    let rows = &only_a["result"]["structuredContent"]["connections"];
+    assert_eq!(rows.as_array().map(Vec::len), Some(1));
+    assert_eq!(rows[0]["ConnID"], b["ConnID"], "newest last");
+    let other_port = tool(&mut http, "list-connections", json!({"port": 1}));
+    assert_eq!(
+        other_port["result"]["structuredContent"]["connections"],
+        json!([])
+    );
+
+    // Exact bytes, each side, in base64.
+    let id_a = a["ConnID"].as_str().unwrap();
+    for side in ["client", "target"] {
+        let args = json!({"conn_id": id_a, "side": side, "format": "base64", "max_bytes": 1 << 20});
+        let got = side_bytes(&tool(&mut http, "read-connection", args));
+        assert_bytes_eq(&got, &binary, side);
+    }
+    // Cut at max_bytes, said so, continued from the offset given.
+    let first = tool(
+        &mut http,
+        "read-connection",
+        json!({"conn_id": id_a, "side": "client", "format": "base64", "max_bytes": 1000}),
+    );
+    assert!(
+        text(&first).contains("cut at max_bytes 1000; continue with offset 1000"),
+        "{}",
+        text(&first)
+    );
+    assert_eq!(first["result"]["structuredContent"]["next_offset"], 1000);
+    let rest = tool(
+        &mut http,
+        "read-connection",
+        json!({"conn_id": id_a, "side": "client", "format": "base64", "offset": 1000, "max_bytes": 1 << 20}),
+    );
+    assert_eq!(rest["result"]["structuredContent"]["truncated"], false);
+    let joined = [side_bytes(&first), side_bytes(&rest)].concat();
+    assert_bytes_eq(&joined, &binary, "two pieces");
+
+    // The conversation: text as text, hex as a dump, both sides in order.
+    let id_b = b["ConnID"].as_str().unwrap();
+    let talk = tool(&mut http, "read-connection", json!({"conn_id": id_b}));
+    let shown = text(&talk);
+    let asked = shown.find("> client").expect("the client's message");
+    let echoed = shown.find("< target").expect("the target's message");
+    assert!(asked < echoed, "{shown}");
+    assert!(shown.contains("GET /index.html HTTP/1.1"), "{shown}");
+    let hex = tool(
+        &mut http,
+        "read-connection",
+        json!({"conn_id": id_b, "format": "hex"}),
+    );
+    assert!(text(&hex).contains("47 45 54 20 2f 69"), "{}", text(&hex));
+    let binary_talk = tool(
+        &mut http,
+        "read-connection",
+        json!({"conn_id": id_a, "max_bytes": 64}),
+    );
+    assert!(
+        text(&binary_talk).contains("00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f"),
+        "binary as a hex dump: {}",
+        text(&binary_talk)
+    );
+
+    for (args, want) in [
+        (json!({"conn_id": "zzzzzzzz"}), "unknown ConnID"),
+        (json!({"conn_id": id_a, "side": "server"}), "side must be"),
+        (json!({"conn_id": id_a, "format": "raw"}), "format must be"),
+        (json!({"conn_id": id_a, "offset": -5}), "offset must be"),
+        (json!({"side": "client"}), "missing argument conn_id"),
+    ] {
+        let (code, message) = http.call_err("read-connection", args.clone());
+        assert_eq!(code, -32602, "{args}");
+        assert!(message.contains(want), "{args}: {message}");
+    }
+    // A stopped directory of this run is still read.
+    http.call("stop-logging", json!({"directory": dir}));
+    let after = tool(&mut http, "list-connections", json!({}));
+    let rows = after["result"]["structuredContent"]["connections"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(rows, Some(2), "{after}");
+    proxy.stop();
+}
+
+/// `2025-10-22T15:32:47.123456Z` for `micros` since the epoch.
+fn line_time(micros: u64) -> String {
+    let secs = (micros / 1_000_000) as i64;
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        micros % 1_000_000
+    )
+}
+
+/// SPEC §9: reading runs off the loop. A query over a 256 MiB capture is
+/// answered later; meanwhile a keep-alive exchange through the proxy and
+/// `tools/list` on another MCP connection keep answering.
+#[test]
+fn a_long_query_does_not_hold_up_traffic_or_other_requests() {
+    let target = echo_server("127.0.0.1");
+    let logs = TempDir::new("mcp-read-big");
+    let dir = logs.join("logs");
+    let (mut proxy, port) = start_mcp(&[&format!("@{}", path_str(&dir))]);
+    let local = free_port();
+    let mut http = Http::connect(port);
+    http.call("add-port-rule", rule_args(local, target.port()));
+
+    // A capture of this run: 8,200 data lines of 32 KiB, written beside the
+    // proxy's own file (a query reads every *.ndjson file there).
+    let start = now_micros();
+    let payload = "x".repeat(32 * 1024);
+    let file = fs::File::create(dir.join("big.ndjson")).expect("create the capture");
+    let mut out = BufWriter::new(file);
+    let from = "127.0.0.1:40000";
+    let to = "127.0.0.1:9";
+    let mut line = |t: u64, rest: &str| {
+        writeln!(
+            out,
+            r#"{{"time":"{}","ConnID":"Synth001",{rest}}}"#,
+            line_time(start + t)
+        )
+        .expect("write the capture");
+    };
+    line(
+        0,
+        &format!(r#""event":"open","from":"{from}","to":"{to}","listen_port":{local}"#),
+    );
+    let lines = 8200u64;
+    for i in 1..=lines {
+        line(
+            i,
+            &format!(r#""data":"{payload}","from":"{from}","to":"{to}""#),
+        );
+    }
+    out.flush().expect("flush the capture");
+    drop(out);
+    let size = fs::metadata(dir.join("big.ndjson")).unwrap().len();
+    assert!(size >= 256 << 20, "{size} bytes");
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let asked = Instant::now();
+    let query = thread::spawn(move || {
+        let mut reader = Http::connect(port);
+        let answer = tool(&mut reader, "list-connections", json!({}));
+        let _ = done_tx.send(Instant::now());
+        answer
+    });
+    let mut through = connect(local);
+    let mut other = Http::connect(port);
+    let (mut exchanges, mut lists) = (0, 0);
+    let (mut worst_exchange, mut worst_list) = (Duration::ZERO, Duration::ZERO);
+    let answered = loop {
+        if let Ok(at) = done_rx.try_recv() {
+            break at;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "no answer in 60 s"
+        );
+        let t = Instant::now();
+        through.write_all(b"ping through the proxy").unwrap();
+        let mut back = [0u8; 22];
+        through.read_exact(&mut back).unwrap();
+        worst_exchange = worst_exchange.max(t.elapsed());
+        exchanges += 1;
+        let t = Instant::now();
+        let tools = other.rpc("tools/list", json!({}));
+        assert!(tools["result"]["tools"].is_array());
+        worst_list = worst_list.max(t.elapsed());
+        lists += 1;
+        thread::sleep(Duration::from_millis(5));
+    };
+    let answer = query.join().expect("the query thread");
+    let rows = answer["result"]["structuredContent"]["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"));
+    let synth = rows
+        .iter()
+        .find(|r| r["ConnID"] == "Synth001")
+        .expect("the big connection listed");
+    assert_eq!(synth["bytes_client_to_target"], lines * 32 * 1024);
+    assert!(
+        exchanges > 0 && lists > 0,
+        "nothing answered while the query read"
+    );
+    eprintln!(
+        "query over {} MiB answered in {:?}; meanwhile {exchanges} exchanges through the proxy (slowest {worst_exchange:?}) and {lists} tools/list (slowest {worst_list:?})",
+        size >> 20,
+        answered - asked
+    );
+    proxy.stop();
+}
