@@ -174,7 +174,7 @@ def first_connection(path):
             if b'"event":"open"' in line:
                 m = re.search(rb'"ConnID":"(\w{8})","event":"open","from":"([^"]+)"', line)
                 opens.append((m.group(1).decode(), m.group(2).decode()))
-                if len(opens) == CONNECTIONS:
+                if len(opens) == CONNECTIONS + 1:
                     break
     return opens
 
@@ -203,9 +203,10 @@ def main():
     if not os.path.exists(path):
         path = make_capture(directory, int(min(args.size_gib, 1.1) * 2**30))
     size = os.path.getsize(path)
-    opens = first_connection(path)
+    # The first connection is the probe that waited for rawprox to listen.
+    opens = first_connection(path)[1:]
     conn_id, client = opens[0]
-    print(f"== extracting {conn_id} (client {client}) of {len(opens)} connections", flush=True)
+    print(f"== extracting {conn_id} (client {client}), one of {len(opens)} connections", flush=True)
     subprocess.run(["bash", "-c", f"cat '{path}' > /dev/null"], check=True)  # warm the page cache
     work = tempfile.mkdtemp(prefix="out-", dir=directory)
     extract_out = os.path.join(work, "extract.bin")
@@ -226,7 +227,9 @@ def main():
     a, b = sha256_of(extract_out), sha256_of(jq_out)
     if a != b:
         sys.exit(f"extract and the jq recipe differ: {a} vs {b}")
-    print(f"== extract and the jq recipe agree: {a[1]} bytes, sha256 {a[0][:16]}", flush=True)
+    if a[1] == 0:
+        sys.exit("the extracted connection sent nothing: pick another")
+    print(f"== extract and the jq recipe agree: {a[1]:,} bytes, sha256 {a[0][:16]}", flush=True)
     pcap_size = os.path.getsize(pcap_file)
     floor, jq = rows["wc -l"][0], rows["jq + python3"][0]
     print(f"\nlog {size / 2**30:.2f} GiB ({size:,} bytes), pcapng {pcap_size / 2**30:.2f} GiB\n")
