@@ -144,10 +144,16 @@ pub struct Lines<R> {
 }
 
 impl<R: Read> Lines<R> {
+    /// Reads `READ_CHUNK` bytes at a time.
     pub fn new(source: R) -> Self {
+        Lines::with_buffer(source, READ_CHUNK)
+    }
+
+    /// Starts with a buffer of `bytes` (at least 16); it grows for longer lines.
+    pub fn with_buffer(source: R, bytes: usize) -> Self {
         Lines {
             source,
-            buf: vec![0; READ_CHUNK],
+            buf: vec![0; bytes.max(16)],
             start: 0,
             end: 0,
             eof: false,
@@ -240,7 +246,12 @@ pub fn read_lines(
             ),
             Input::Bytes(bytes) => Box::new(bytes.as_slice()),
         };
-        let mut lines = Lines::new(source);
+        // Bytes in memory need no buffer bigger than themselves.
+        let buffer = match input {
+            Input::Bytes(bytes) => bytes.len().saturating_add(1).min(READ_CHUNK),
+            _ => READ_CHUNK,
+        };
+        let mut lines = Lines::with_buffer(source, buffer);
         let mut place = Place { input, line: 0 };
         loop {
             let piece = lines
@@ -353,7 +364,7 @@ mod tests {
                 Ok(n)
             }
         }
-        let mut lines = Lines::new(Trickle(bytes, chunk));
+        let mut lines = Lines::with_buffer(Trickle(bytes, chunk), 16);
         let mut out = Vec::new();
         while let Some(piece) = lines.next().unwrap() {
             match piece {

@@ -1,0 +1,32 @@
+//! The read side (SPEC §9): any bytes as a log. Every line decodes or is
+//! skipped with a reason, never a panic; each subcommand's library function
+//! reads them to the end; what a data string decodes to is no longer than
+//! its text.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rawprox::read::decode::{Line, parse_line};
+use rawprox::read::input::{Input, Lines, Piece};
+use rawprox::read::{ConnId, Selection, Side};
+
+fuzz_target!(|input: &[u8]| {
+    let mut lines = Lines::with_buffer(input, 4096);
+    let mut first_id = None;
+    while let Some(piece) = lines.next().expect("reading memory cannot fail") {
+        let Piece::Line(line) = piece else { continue };
+        let Ok(parsed) = parse_line(line) else { continue };
+        first_id = first_id.or(parsed.conn_id());
+        if let Line::Data { data, .. } = &parsed
+            && let Ok(bytes) = data.decode()
+        {
+            assert!(bytes.len() <= data.encoded().len(), "escapes only shrink");
+        }
+    }
+    let inputs = [Input::Bytes(input.to_vec())];
+    let _ = rawprox::read::connections(&inputs, None);
+    let _ = rawprox::read::follow(&inputs, &Selection::default(), true, &mut std::io::sink());
+    let _ = rawprox::read::write_pcap(&inputs, None, std::io::sink());
+    let id = first_id.unwrap_or(ConnId(*b"00000000"));
+    let _ = rawprox::read::extract(&inputs, id, Side::Target, &mut std::io::sink());
+    let _ = rawprox::read::conversation(&inputs, id, None, 3, 100);
+});
