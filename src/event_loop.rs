@@ -6,13 +6,12 @@
 use crate::log::destination::Destination;
 use crate::log::{Log, News, Settings};
 use crate::mcp::McpConn;
-use crate::mcp::reading::{Capture, Query, Reader};
 use crate::proxy::listener::{Accept, Listener};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
 use crate::proxy::resolve::{Request, Resolved, Resolver};
 use crate::proxy::token::{self, SIGNALS, Side, WAKER};
-use control::{Held, Reading};
+use control::McpState;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;
@@ -70,19 +69,8 @@ pub struct EventLoop {
     throttled: Vec<(usize, u64)>,
     /// Pairs that yielded with more to read: pumped again next turn.
     yielded: Vec<(usize, u64)>,
-    /// Keys of the MCP connections, for their idle deadlines.
-    mcp_conns: Vec<usize>,
-    /// Set by a tool whose answer waits until the log's lines so far are
-    /// written (`stop-logging`): the flush to wait for.
-    answer_after_flush: Option<u64>,
-    /// Set by a reading tool: what to read once flush `.2` is written.
-    read_asked: Option<(Query, Capture, u64)>,
-    /// MCP requests waiting for a flush to be written.
-    held: Vec<Held>,
-    /// MCP queries on the reader thread.
-    reading: Vec<Reading>,
-    /// The thread that reads captures for the MCP tools, once used.
-    reader: Option<Reader>,
+    /// MCP connections and the requests waiting for their answers.
+    mcp: McpState,
     /// Wakes the loop (for helper threads started later).
     wake: Arc<dyn Fn() + Send + Sync>,
 }
@@ -163,12 +151,7 @@ impl EventLoop {
             stop: None,
             throttled: Vec::new(),
             yielded: Vec::new(),
-            mcp_conns: Vec::new(),
-            answer_after_flush: None,
-            read_asked: None,
-            held: Vec::new(),
-            reading: Vec::new(),
-            reader: None,
+            mcp: McpState::default(),
             wake,
         })
     }

@@ -40,7 +40,7 @@ impl Response {
 
 /// A keep-alive HTTP/1.1 connection to the MCP endpoint.
 pub(crate) struct Http {
-    stream: TcpStream,
+    pub(crate) stream: TcpStream,
     buf: Vec<u8>,
 }
 

@@ -256,6 +256,11 @@ fn a_long_query_does_not_hold_up_traffic_or_other_requests() {
     let asked = Instant::now();
     let query = thread::spawn(move || {
         let mut reader = Http::connect(port);
+        // A debug build on a loaded machine reads this slowly.
+        reader
+            .stream
+            .set_read_timeout(Some(Duration::from_secs(180)))
+            .expect("a read timeout");
         let answer = tool(&mut reader, "list-connections", json!({}));
         let _ = done_tx.send(Instant::now());
         answer
@@ -269,8 +274,8 @@ fn a_long_query_does_not_hold_up_traffic_or_other_requests() {
             break at;
         }
         assert!(
-            asked.elapsed() < Duration::from_secs(60),
-            "no answer in 60 s"
+            asked.elapsed() < Duration::from_secs(180),
+            "no answer in 180 s"
         );
         let t = Instant::now();
         through.write_all(b"ping through the proxy").unwrap();

@@ -47,7 +47,7 @@ impl EventLoop {
                 continue; // Dropping the socket closes it.
             }
             entry.insert(Slot::McpConn(conn));
-            self.mcp_conns.push(conn_key);
+            self.mcp.conns.push(conn_key);
             self.on_mcp(conn_key);
         }
     }
@@ -67,13 +67,17 @@ impl EventLoop {
                     let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) else {
                         return;
                     };
-                    let read = self.read_asked.take();
-                    match (answer.later.clone(), self.answer_after_flush.take(), read) {
+                    let read = self.mcp.read_asked.take();
+                    match (
+                        answer.later.clone(),
+                        self.mcp.answer_after_flush.take(),
+                        read,
+                    ) {
                         // SPEC §9: a query reads once every line so far is written.
                         (Some(id), _, Some((query, capture, flush))) => {
                             conn.await_answer();
                             let keep_alive = answer.keep_alive;
-                            self.held.push(Held {
+                            self.mcp.held.push(Held {
                                 key,
                                 flush,
                                 waits: Waits::Read {
@@ -88,7 +92,7 @@ impl EventLoop {
                         // SPEC §7: stop-logging answers once its lines are written.
                         (None, Some(flush), _) => {
                             conn.await_answer();
-                            self.held.push(Held {
+                            self.mcp.held.push(Held {
                                 key,
                                 flush,
                                 waits: Waits::Answer(answer),
@@ -105,19 +109,19 @@ impl EventLoop {
         if let Some(Slot::McpConn(mut conn)) = self.slab.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.socket);
         }
-        self.mcp_conns.retain(|&k| k != key);
-        self.held.retain(|h| h.key != key);
-        self.reading.retain(|r| r.key != key);
+        self.mcp.conns.retain(|&k| k != key);
+        self.mcp.held.retain(|h| h.key != key);
+        self.mcp.reading.retain(|r| r.key != key);
     }
 
     /// Goes on with what waited for a flush the writer has finished: sends
     /// held answers, hands queries to the reader thread.
     pub(super) fn release_held(&mut self) {
         let written = self.log.flushed_through();
-        let (ready, waiting): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+        let (ready, waiting): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.mcp.held)
             .into_iter()
             .partition(|h| h.flush <= written);
-        self.held = waiting;
+        self.mcp.held = waiting;
         for Held { key, waits, .. } in ready {
             match waits {
                 Waits::Answer(answer) => self.answer(key, answer),
@@ -129,7 +133,7 @@ impl EventLoop {
                 } => {
                     let tag = self.next_serial;
                     self.next_serial += 1;
-                    match self.reader() {
+                    match self.reader_thread() {
                         Ok(reader) => reader.submit(tag, query, capture),
                         Err(e) => {
                             let body = rpc::tool_reply(id, Err(format!("cannot read: {e}")));
@@ -137,7 +141,7 @@ impl EventLoop {
                             continue;
                         }
                     }
-                    self.reading.push(Reading {
+                    self.mcp.reading.push(Reading {
                         key,
                         tag,
                         id,
@@ -149,21 +153,21 @@ impl EventLoop {
     }
 
     /// The reader thread, started on first use.
-    fn reader(&mut self) -> std::io::Result<&Reader> {
-        if self.reader.is_none() {
-            self.reader = Some(Reader::spawn(std::sync::Arc::clone(&self.wake))?);
+    fn reader_thread(&mut self) -> std::io::Result<&Reader> {
+        if self.mcp.reader.is_none() {
+            self.mcp.reader = Some(Reader::spawn(std::sync::Arc::clone(&self.wake))?);
         }
-        Ok(self.reader.as_ref().expect("just started"))
+        Ok(self.mcp.reader.as_ref().expect("just started"))
     }
 
     /// Answers the queries the reader thread has finished.
     pub(super) fn on_read_answers(&mut self) {
-        let Some(reader) = &self.reader else {
+        let Some(reader) = &self.mcp.reader else {
             return;
         };
         let done: Vec<_> = reader.answers.try_iter().collect();
         for (tag, result) in done {
-            let Some(i) = self.reading.iter().position(|r| r.tag == tag) else {
+            let Some(i) = self.mcp.reading.iter().position(|r| r.tag == tag) else {
                 continue; // Its connection closed meanwhile.
             };
             let Reading {
@@ -171,7 +175,7 @@ impl EventLoop {
                 id,
                 keep_alive,
                 ..
-            } = self.reading.remove(i);
+            } = self.mcp.reading.remove(i);
             let body = rpc::tool_reply(id, result);
             self.answer(key, Answer::json(&body, keep_alive));
         }
@@ -187,7 +191,8 @@ impl EventLoop {
 
     /// The earliest MCP connection deadline.
     pub(super) fn mcp_deadline(&self) -> Option<Instant> {
-        self.mcp_conns
+        self.mcp
+            .conns
             .iter()
             .filter_map(|&key| match self.slab.get(key) {
                 Some(Slot::McpConn(conn)) => conn.deadline(),
@@ -199,7 +204,8 @@ impl EventLoop {
     /// SPEC §7: a connection idle for 30 s is closed.
     pub(super) fn close_idle_mcp(&mut self, now: Instant) {
         let expired: Vec<usize> = self
-            .mcp_conns
+            .mcp
+            .conns
             .iter()
             .copied()
             .filter(
@@ -221,6 +227,25 @@ impl EventLoop {
             _ => None,
         })
     }
+}
+
+/// The loop's MCP bookkeeping: its connections, and the requests whose
+/// answers wait for the log to be written or for the reader thread.
+#[derive(Default)]
+pub(super) struct McpState {
+    /// Keys of the MCP connections, for their idle deadlines.
+    pub conns: Vec<usize>,
+    /// Set by a tool whose answer waits until the log's lines so far are
+    /// written (`stop-logging`): the flush to wait for.
+    pub answer_after_flush: Option<u64>,
+    /// Set by a reading tool: what to read once flush `.2` is written.
+    pub read_asked: Option<(Query, Capture, u64)>,
+    /// Requests waiting for a flush to be written.
+    pub held: Vec<Held>,
+    /// Queries on the reader thread.
+    pub reading: Vec<Reading>,
+    /// The thread that reads captures for the reading tools, once used.
+    pub reader: Option<Reader>,
 }
 
 /// What an MCP request waits for after its lines are written.
@@ -310,7 +335,7 @@ impl Control for EventLoop {
         for key in &keys {
             self.log.remove_destination(key)?;
         }
-        self.answer_after_flush = Some(self.log.write_soon());
+        self.mcp.answer_after_flush = Some(self.log.write_soon());
         Ok(keys)
     }
 
@@ -330,7 +355,7 @@ impl Control for EventLoop {
             run_started_micros,
         };
         let flush = self.log.write_soon();
-        self.read_asked = Some((query, capture, flush));
+        self.mcp.read_asked = Some((query, capture, flush));
         Ok(())
     }
 }
