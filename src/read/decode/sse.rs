@@ -20,7 +20,7 @@ pub fn available() -> bool {
 
 /// For each set of kept bytes among 8 (bit k: byte k), the shuffle that
 /// moves them to the front, in order.
-const COMPRESS: [[u8; 8]; 256] = {
+pub(super) const COMPRESS: [[u8; 8]; 256] = {
     let mut table = [[0x80u8; 8]; 256];
     let mut mask = 0;
     while mask < 256 {
@@ -38,7 +38,7 @@ const COMPRESS: [[u8; 8]; 256] = {
 };
 
 /// The escapes JSON allows but `\u`: `\c` and the byte it stands for.
-const ESCAPES: [(u8, u8); 8] = [
+pub(super) const ESCAPES: [(u8, u8); 8] = [
     (b'"', b'"'),
     (b'\\', b'\\'),
     (b'/', b'/'),
@@ -98,8 +98,12 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         let bsl = bits(v, b'\\');
         let controls =
             _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v)) as u32;
-        // `\\` pairs need the escapes' parity: the scalar decoder's job.
-        if controls != 0 || bsl & (bsl >> 1) != 0 {
+        // A quote no backslash escapes would have ended the string (a block
+        // never starts inside an escape).
+        let quotes = bits(v, b'"') & !(bsl << 1);
+        // Those, control bytes and `\\` pairs (which need the escapes'
+        // parity) are the scalar decoder's job.
+        if controls | quotes != 0 || bsl & (bsl >> 1) != 0 {
             break;
         }
         // An escape may end past the block (its digits are in v1, v2).
