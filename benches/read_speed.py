@@ -14,7 +14,7 @@ with it (rawprox writes its log past the page cache), then times, each under
   rawprox list                the connection table (for information)
   jq + python3                the README's recipe for one connection's bytes
 
-and prints each as a ratio, with the targets of issue 10. The extract and
+and prints each as a ratio, with the targets (see the README). The extract and
 the jq recipe must give the same bytes (checked). Needs python3, jq and
 /usr/bin/time (installed with apt-get if missing); builds release/ first.
 Bounded: the capture stops at 1.1 GiB of log or after 300 s.
