@@ -248,9 +248,9 @@ impl Log {
     }
 
     /// Removes a log destination after what was logged for it; its last
-    /// line is its `stop-logging`. It is written as soon as the writer is
-    /// free: whoever stopped it may wait for `flushed_through`, then move
-    /// the files (SPEC §7).
+    /// line is its `stop-logging`. To have it written at once and know
+    /// when, `write_soon` then `flushed_through` (SPEC §7: the controller
+    /// may move the files when stop-logging answers).
     pub fn remove_destination(&mut self, key: &DestKey) -> Result<(), String> {
         let Some(i) = self.destinations.iter().position(|d| d.key() == *key) else {
             return Err(format!("not logging to {}", key.describe()));
