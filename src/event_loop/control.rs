@@ -1,6 +1,8 @@
 //! The MCP server's side of the loop: accepting and serving its
-//! connections, their idle deadlines, and `Control`, through which the
-//! tools change the running proxy (SPEC §7).
+//! connections, their idle deadlines, the answers that wait for the log to
+//! be written or for the reader thread (`stop-logging`, the reading tools),
+//! and `Control`, through which the tools change the running proxy (SPEC §7,
+//! §9).
 
 use super::{EventLoop, Slot, Stop};
 use crate::log::destination::{self, DestKey, Destination};
