@@ -65,13 +65,13 @@ impl EventLoop {
                 Next::Wait => return,
                 Next::Close => return self.close_mcp(key),
                 Next::Request(request) => {
-                    let answer = mcp::respond(&request, self);
+                    let mut answer = mcp::respond(&request, self);
                     let Some(Slot::McpConn(conn)) = self.slab.get_mut(key) else {
                         return;
                     };
                     let read = self.mcp.read_asked.take();
                     match (
-                        answer.later.clone(),
+                        answer.later.take(),
                         self.mcp.answer_after_flush.take(),
                         read,
                     ) {

@@ -242,18 +242,22 @@ mod sse;
 /// output while it can; `(text used, bytes written)` (see `sse.rs`).
 type Blocks = unsafe fn(&[u8], &mut [u8]) -> (usize, usize);
 
-/// The widest block decoder this CPU has, if any.
+/// The widest block decoder this CPU has, if any: chosen once, not per
+/// line.
 fn block_decoder() -> Option<Blocks> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            return Some(avx2::decode_blocks);
+    static CHOSEN: std::sync::OnceLock<Option<Blocks>> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::available() {
+                return Some(avx2::decode_blocks as Blocks);
+            }
+            if sse::available() {
+                return Some(sse::decode_blocks as Blocks);
+            }
         }
-        if sse::available() {
-            return Some(sse::decode_blocks);
-        }
-    }
-    None
+        None
+    })
 }
 
 /// Value of a hex digit, or 0xFF. Upper case is what rawprox writes; lower
