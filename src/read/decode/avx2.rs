@@ -3,6 +3,7 @@
 //! 8 bytes at a time (AVX2 shuffles within 16-byte lanes). Checked against
 //! the scalar decoder in the tests of `decode.rs`.
 
+use super::escaped_bytes;
 use super::sse::{COMPRESS, ESCAPES};
 use std::arch::x86_64::*;
 
@@ -81,12 +82,15 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
             _mm256_min_epu8(v, _mm256_set1_epi8(0x1F)),
             v,
         )) as u32;
-        let quotes = u64::from(bits(v, b'"')) & !(bsl << 1);
-        if controls != 0 || quotes != 0 || bsl & (bsl >> 1) != 0 {
+        // Escaped bytes (bit 32: the byte after the block) and the
+        // backslashes that start an escape.
+        let escapee = escaped_bytes(bsl);
+        let starts = bsl & !escapee;
+        let quotes = u64::from(bits(v, b'"')) & !escapee;
+        if controls != 0 || quotes != 0 {
             break;
         }
         let digits = pct << 1 | pct << 2;
-        let escapee = bsl << 1;
         let (hex_high, high) = hex_digits(v1);
         let (hex_low, low) = hex_digits(v2);
         if pct & !u64::from(hex_high & hex_low) != 0 {
@@ -98,7 +102,7 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         );
         let at_pct = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'%' as i8));
         let mut decoded = _mm256_blendv_epi8(v, hex, at_pct);
-        if bsl != 0 {
+        if starts != 0 {
             let mut mapped = _mm256_setzero_si256();
             for (c, byte) in ESCAPES {
                 let is = _mm256_cmpeq_epi8(v1, _mm256_set1_epi8(c as i8));
@@ -106,9 +110,10 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
                     _mm256_or_si256(mapped, _mm256_and_si256(is, _mm256_set1_epi8(byte as i8)));
             }
             let unmapped = _mm256_movemask_epi8(_mm256_cmpeq_epi8(mapped, _mm256_setzero_si256()));
-            if bsl & u64::from(unmapped as u32) != 0 {
+            if starts & u64::from(unmapped as u32) != 0 {
                 break;
             }
+            // Escaped backslashes get a byte too, squeezed out below.
             let at_bsl = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
             decoded = _mm256_blendv_epi8(decoded, mapped, at_bsl);
         }

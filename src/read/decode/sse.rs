@@ -1,14 +1,16 @@
 //! Decoding a `data` string 16 bytes of text at a time with SSE4.1, for
 //! text that is mostly escapes (binary payloads), where the scalar decoder
 //! stalls on a branch per byte. Per block: masks of `%`, `\` and control
-//! bytes; each escape's byte built in place of its first character (`%XX`
+//! bytes, and which bytes runs of backslashes escape (`escaped_bytes`);
+//! each escape's byte built in place of its first character (`%XX`
 //! from the hex values of the two bytes after it, `\c` from `c`); then the
 //! characters after each escape squeezed out, 8 at a time, with a byte
 //! shuffle from a table indexed by which of the 8 are kept. A block it does
-//! not handle (an adjacent `\\` pair, `\u`, a control byte, a bad hex
-//! digit) is left to the scalar decoder, which also says what is wrong.
+//! not handle (`\u`, a control byte, a bad hex digit, a bare quote) is
+//! left to the scalar decoder, which also says what is wrong.
 //! Checked against it in the tests of `decode.rs`.
 
+use super::escaped_bytes;
 use std::arch::x86_64::*;
 
 /// True when this CPU can run `decode_blocks`.
@@ -98,20 +100,21 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         let bsl = bits(v, b'\\');
         let controls =
             _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v)) as u32;
-        // A quote no backslash escapes would have ended the string (a block
-        // never starts inside an escape).
-        let quotes = bits(v, b'"') & !(bsl << 1);
-        // Those, control bytes and `\\` pairs (which need the escapes'
-        // parity) are the scalar decoder's job.
-        if controls | quotes != 0 || bsl & (bsl >> 1) != 0 {
+        // Escaped bytes (bit 16: the byte after the block; a block never
+        // starts inside an escape) and the backslashes that start one.
+        let escapee = escaped_bytes(u64::from(bsl)) as u32;
+        let starts = bsl & !escapee;
+        // A quote no backslash escapes would have ended the string.
+        let quotes = bits(v, b'"') & !escapee;
+        // Those and control bytes are the scalar decoder's job.
+        if controls | quotes != 0 {
             break;
         }
         // An escape may end past the block (its digits are in v1, v2).
         let digits = (pct << 1 | pct << 2) & 0x3FFFF;
-        let escapee = bsl << 1;
         let (hex_high, high) = hex_digits(v1);
         let (hex_low, low) = hex_digits(v2);
-        if pct & !(hex_high & hex_low) != 0 || (digits | escapee) & (pct | bsl) != 0 {
+        if pct & !(hex_high & hex_low) != 0 {
             break;
         }
         // The 16-bit shift moves a neighbour's bits into each byte's low
@@ -121,16 +124,17 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
             low,
         );
         let mut decoded = _mm_blendv_epi8(v, hex, _mm_cmpeq_epi8(_mm_set1_epi8(b'%' as i8), v));
-        if bsl != 0 {
+        if starts != 0 {
             let mut mapped = _mm_setzero_si128();
             for (c, byte) in ESCAPES {
                 let is = _mm_cmpeq_epi8(v1, _mm_set1_epi8(c as i8));
                 mapped = _mm_or_si128(mapped, _mm_and_si128(is, _mm_set1_epi8(byte as i8)));
             }
             let unmapped = _mm_movemask_epi8(_mm_cmpeq_epi8(mapped, _mm_setzero_si128())) as u32;
-            if bsl & unmapped != 0 {
+            if starts & unmapped != 0 {
                 break;
             }
+            // Escaped backslashes get a byte too, squeezed out below.
             let at_bsl = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
             decoded = _mm_blendv_epi8(decoded, mapped, at_bsl);
         }
