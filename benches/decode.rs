@@ -91,17 +91,17 @@ fn logs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Parses every line and decodes every `data` string; returns the bytes.
-fn decode_all(log: &[u8], out: &mut Vec<u8>) -> usize {
+/// Into one scratch buffer, as the subcommands decode.
+fn decode_all(log: &[u8], scratch: &mut Vec<u8>) -> usize {
     let mut total = 0;
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', log) {
         let line = &log[start..end];
         start = end + 1;
-        if let Ok(Line::Data { data, .. }) = parse_line(line) {
-            out.clear();
-            if data.decode_into(out).is_ok() {
-                total += out.len();
-            }
+        if let Ok(Line::Data { data, .. }) = parse_line(line)
+            && let Ok(bytes) = data.decode_in(scratch)
+        {
+            total += bytes.len();
         }
     }
     total

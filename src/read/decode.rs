@@ -5,7 +5,7 @@
 //!
 //! Lines as rawprox writes them (fixed field order, compact) go through a
 //! fast path that borrows from the line and leaves the `data` string
-//! encoded: decoding it is a second, separate step (`Data::decode_into`),
+//! encoded: decoding it is a second, separate step (`Data::decode_in`),
 //! so a reader that skips a connection never pays for its bytes. Any other
 //! line (another field order, spaces, another tool's JSON) goes through
 //! `serde_json` and is judged by its fields.
@@ -210,25 +210,36 @@ impl Data<'_> {
         &self.text
     }
 
-    /// Appends the bytes this string stands for to `out` (SPEC §4: JSON
-    /// string, then percent-decoding). On `Err`, `out` is as it was.
-    pub fn decode_into(&self, out: &mut Vec<u8>) -> Result<(), Bad> {
-        let start = out.len();
-        let done = if self.json_escaped {
-            decode_escaped(&self.text, out)
-        } else {
-            percent_decode(&self.text, out)
-        };
-        if done.is_err() {
-            out.truncate(start);
+    /// The bytes this string stands for (SPEC §4: JSON string, then
+    /// percent-decoding), decoded into `scratch`: for a caller that decodes
+    /// line after line into one buffer. `scratch` is only grown, never
+    /// zeroed again; what it held is not kept.
+    pub fn decode_in<'s>(&self, scratch: &'s mut Vec<u8>) -> Result<&'s [u8], Bad> {
+        if !self.json_escaped {
+            scratch.clear();
+            percent_decode(&self.text, scratch)?;
+            return Ok(scratch);
         }
-        done
+        let room = self.text.len() + 16;
+        if scratch.len() < room {
+            scratch.resize(room, 0);
+        }
+        match decode_escaped_to(&self.text, scratch, block_decoder_for(&self.text)) {
+            Ok(len) => Ok(&scratch[..len]),
+            Err(Stop::Bad(why)) => Err(why),
+            Err(Stop::JsonFirst) => {
+                scratch.clear();
+                slow_decode(&self.text, scratch)?;
+                Ok(scratch)
+            }
+        }
     }
 
     /// The decoded bytes in a new `Vec`.
     pub fn decode(&self) -> Result<Vec<u8>, Bad> {
         let mut out = Vec::new();
-        self.decode_into(&mut out)?;
+        let len = self.decode_in(&mut out)?.len();
+        out.truncate(len);
         Ok(out)
     }
 }
@@ -307,29 +318,33 @@ fn specials(word: u64) -> u64 {
         | zero(word ^ (ONES * 0x22))
 }
 
-/// Decodes a `data` string body as written in a line (JSON escapes, then
-/// `%XX`) into `out`. The decoded bytes are never more than the text, so
-/// `out` is grown once (with 8 bytes of slack) and written by index: 8
-/// bytes are stored at a time and the write position advances only past
-/// those that stand for themselves, so no copy has a variable length.
-/// (A branch-free variant that decodes 16 bytes of text per step from bit
-/// masks measured slower on the 2-core VM, 0.22 against 0.40 GB/s of
-/// random binary's text.)
-fn decode_escaped(text: &[u8], out: &mut Vec<u8>) -> Result<(), Bad> {
-    let blocks = if text.len() >= 18 {
+/// The block decoder for a text long enough to fill a block.
+fn block_decoder_for(text: &[u8]) -> Option<Blocks> {
+    if text.len() >= 18 {
         block_decoder()
     } else {
         None
-    };
-    decode_escaped_with(text, out, blocks)
+    }
 }
 
-/// `decode_escaped`, with a block decoder (which must be one the CPU can
-/// run) or without.
-fn decode_escaped_with(text: &[u8], out: &mut Vec<u8>, blocks: Option<Blocks>) -> Result<(), Bad> {
-    let start = out.len();
-    out.resize(start + text.len() + 16, 0);
-    let buf = &mut out[start..];
+/// Why `decode_escaped_to` stopped short.
+enum Stop {
+    Bad(Bad),
+    /// A `\u` escape, which may stand for a `%` or a hex digit: the whole
+    /// string must be JSON-decoded before the percent escapes.
+    JsonFirst,
+}
+
+/// Decodes a `data` string body as written in a line (JSON escapes, then
+/// `%XX`) into `buf`, which holds at least `text.len() + 16` bytes (the
+/// decoded bytes are never more than the text); returns how many bytes
+/// the text stands for. The block decoder, if given (it must be one the
+/// CPU can run), takes whole blocks while it can; this loop takes the
+/// rest, 8 bytes at a time: it stores 8 and advances the write position
+/// only past those that stand for themselves, so no copy has a variable
+/// length.
+fn decode_escaped_to(text: &[u8], buf: &mut [u8], blocks: Option<Blocks>) -> Result<usize, Stop> {
+    assert!(buf.len() >= text.len() + 16, "room for the decoded bytes");
     let (mut i, mut j) = (0usize, 0usize);
     // Where blocks are tried again after one the block decoder left to
     // this loop.
@@ -369,14 +384,14 @@ fn decode_escaped_with(text: &[u8], out: &mut Vec<u8>, blocks: Option<Blocks>) -
                 b'%' => {
                     let (hi, lo) = match text.get(i + 1..i + 3) {
                         Some(&[hi, lo]) => (HEX_VALUE[hi as usize], HEX_VALUE[lo as usize]),
-                        _ => return Err(Bad::BadData),
+                        _ => return Err(Stop::Bad(Bad::BadData)),
                     };
                     if (hi | lo) > 0xF {
                         // `%` then `\u0041...`: JSON-decode first (SPEC §4).
                         if text.get(i + 1) == Some(&b'\\') {
-                            return slow_decode(text, out, start);
+                            return Err(Stop::JsonFirst);
                         }
-                        return Err(Bad::BadData);
+                        return Err(Stop::Bad(Bad::BadData));
                     }
                     buf[j] = hi << 4 | lo;
                     i += 3;
@@ -393,14 +408,14 @@ fn decode_escaped_with(text: &[u8], out: &mut Vec<u8>, blocks: Option<Blocks>) -
                         Some(b'f') => 0x0C,
                         // `\u` may stand for a `%` or a hex digit: decode the
                         // JSON string first, then the percent escapes.
-                        Some(b'u') => return slow_decode(text, out, start),
-                        _ => return Err(Bad::BadData),
+                        Some(b'u') => return Err(Stop::JsonFirst),
+                        _ => return Err(Stop::Bad(Bad::BadData)),
                     };
                     i += 2;
                 }
                 // A control byte, or a quote no backslash escapes: the
                 // string (or the line) is not JSON.
-                c if c < 0x20 || c == b'"' => return Err(Bad::NotJson),
+                c if c < 0x20 || c == b'"' => return Err(Stop::Bad(Bad::NotJson)),
                 c => {
                     // The tail under 8 bytes, or a byte of 0x80 or more
                     // (rawprox never writes one; taken as it is).
@@ -414,14 +429,12 @@ fn decode_escaped_with(text: &[u8], out: &mut Vec<u8>, blocks: Option<Blocks>) -
             }
         }
     }
-    out.truncate(start + j);
-    Ok(())
+    Ok(j)
 }
 
 /// `\u` escapes: JSON-decode the whole string with serde_json, then
 /// percent-decode. Rare (rawprox never writes `\u`), so simple.
-fn slow_decode(text: &[u8], out: &mut Vec<u8>, start: usize) -> Result<(), Bad> {
-    out.truncate(start);
+fn slow_decode(text: &[u8], out: &mut Vec<u8>) -> Result<(), Bad> {
     let mut quoted = Vec::with_capacity(text.len() + 2);
     quoted.push(b'"');
     quoted.extend_from_slice(text);
@@ -484,7 +497,7 @@ pub fn peek_is_data(line: &[u8]) -> bool {
 
 /// Decodes one line (without its `\n`; a trailing `\r` is allowed). The
 /// `data` string is checked for the JSON string's end only: its escapes are
-/// checked when it is decoded (`Data::decode_into`).
+/// checked when it is decoded (`Data::decode_in`).
 pub fn parse_line(line: &[u8]) -> Result<Line<'_>, Bad> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     match fast_parse(line) {
@@ -731,6 +744,28 @@ mod tests {
         }
     }
 
+    /// Appends what `text` decodes to to `out`, with the given block
+    /// decoder or none.
+    fn decode_escaped_with(
+        text: &[u8],
+        out: &mut Vec<u8>,
+        blocks: Option<Blocks>,
+    ) -> Result<(), Bad> {
+        let start = out.len();
+        out.resize(start + text.len() + 16, 0);
+        match decode_escaped_to(text, &mut out[start..], blocks) {
+            Ok(len) => {
+                out.truncate(start + len);
+                Ok(())
+            }
+            Err(Stop::Bad(why)) => Err(why),
+            Err(Stop::JsonFirst) => {
+                out.truncate(start);
+                slow_decode(text, out)
+            }
+        }
+    }
+
     fn blocks_match_scalar(decoder: Blocks) {
         let check = |text: &[u8]| {
             let (mut a, mut b) = (vec![7u8], vec![7u8]);
@@ -895,6 +930,32 @@ mod tests {
         format!(
             r#"{{"time":"2025-10-22T15:32:47.234567Z","ConnID":"0tK3XaB9","data":"{encoded}","from":"a:1","to":"b:2"}}"#
         )
+    }
+
+    /// One scratch buffer for line after line, long ones then short
+    /// ones, through every path (blocks, the scalar loop, `\u`, a line
+    /// through serde, a broken one): each gives its own bytes, nothing of
+    /// the line before.
+    #[test]
+    fn a_reused_scratch_buffer_gives_each_line_its_own_bytes() {
+        let long: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let reordered = r#"{"ConnID": "0tK3XaB9", "from": "a:1", "to": "b:2", "data": "%41b", "time": "2025-10-22T15:32:47.234567Z"}"#;
+        let cases: [(String, Result<&[u8], Bad>); 7] = [
+            (data_line(&encode(&long)), Ok(&long)),
+            (data_line("short"), Ok(b"short")),
+            (data_line(r"%\u00341\u0041"), Ok(b"AA")),
+            (data_line(&encode(&long[..100])), Ok(&long[..100])),
+            (data_line("%4"), Err(Bad::BadData)),
+            (reordered.to_string(), Ok(b"Ab")),
+            (data_line(""), Ok(b"")),
+        ];
+        let mut scratch = Vec::new();
+        for (line, want) in cases {
+            let Line::Data { data, .. } = parse_line(line.as_bytes()).unwrap() else {
+                panic!("not data: {line}");
+            };
+            assert_eq!(data.decode_in(&mut scratch), want, "{line}");
+        }
     }
 
     fn decoded(line: &str) -> Result<Vec<u8>, Bad> {

@@ -51,7 +51,7 @@ pub fn scan(
     mut each: impl FnMut(Event) -> ControlFlow<()>,
 ) -> Result<Option<Peers>, Error> {
     let mut peers: Option<Peers> = None;
-    let mut bytes = Vec::new();
+    let mut scratch = Vec::new();
     read_lines(inputs, |place, piece| {
         let raw = match piece {
             Piece::Line(raw) => raw,
@@ -110,11 +110,13 @@ pub fn scan(
                 to,
                 ..
             } => {
-                bytes.clear();
-                if let Err(why) = data.decode_into(&mut bytes) {
-                    skipped.note(place, why);
-                    return ControlFlow::Continue(());
-                }
+                let decoded = match data.decode_in(&mut scratch) {
+                    Ok(decoded) => decoded,
+                    Err(why) => {
+                        skipped.note(place, why);
+                        return ControlFlow::Continue(());
+                    }
+                };
                 // Without its `open` in the input, the first sender is
                 // taken as the client.
                 let found = peers.get_or_insert_with(|| Peers {
@@ -125,7 +127,7 @@ pub fn scan(
                 each(Event::Data {
                     time,
                     side: side_of(found, &from),
-                    bytes: &bytes,
+                    bytes: decoded,
                 })
             }
             Line::Close { time, from, to, .. } => {

@@ -48,7 +48,7 @@ pub fn follow(
 ) -> Result<Skipped, Error> {
     let mut skipped = Skipped::default();
     let mut tracker: Tracker<Streams> = Tracker::default();
-    let mut bytes = Vec::new();
+    let mut scratch = Vec::new();
     let mut text = String::new();
     let mut failed: Option<std::io::Error> = None;
     read_lines(inputs, |place, piece| {
@@ -113,11 +113,13 @@ pub fn follow(
                 from,
                 to,
             } => {
-                bytes.clear();
-                if let Err(why) = data.decode_into(&mut bytes) {
-                    skipped.note(place, why);
-                    return ControlFlow::Continue(());
-                }
+                let decoded = match data.decode_in(&mut scratch) {
+                    Ok(decoded) => decoded,
+                    Err(why) => {
+                        skipped.note(place, why);
+                        return ControlFlow::Continue(());
+                    }
+                };
                 if !adopt(
                     &mut tracker,
                     select,
@@ -134,8 +136,8 @@ pub fn follow(
                 conn.last = time;
                 let side = conn.side_of(&from);
                 let offset = &mut conn.state.offsets[side as usize];
-                message(&mut text, colour, conn_id, side, time, &bytes, *offset);
-                *offset += bytes.len() as u64;
+                message(&mut text, colour, conn_id, side, time, decoded, *offset);
+                *offset += decoded.len() as u64;
                 time
             }
             Line::Close {

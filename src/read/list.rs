@@ -124,20 +124,22 @@ pub fn connections(inputs: &[Input], port: Option<u16>) -> Result<(Vec<ConnRow>,
                 from,
                 to,
             } => {
-                scratch.clear();
-                if let Err(why) = data.decode_into(&mut scratch) {
-                    skipped.note(place, why);
-                    return ControlFlow::Continue(());
-                }
+                let decoded = match data.decode_in(&mut scratch) {
+                    Ok(decoded) => decoded,
+                    Err(why) => {
+                        skipped.note(place, why);
+                        return ControlFlow::Continue(());
+                    }
+                };
                 let Some(row) = row_of(&mut rows, &mut by_id, port, conn_id, time, &from, &to)
                 else {
                     return ControlFlow::Continue(());
                 };
                 row.last_time = time;
                 if *from == *row.client {
-                    row.bytes_client_to_target += scratch.len() as u64;
+                    row.bytes_client_to_target += decoded.len() as u64;
                 } else {
-                    row.bytes_target_to_client += scratch.len() as u64;
+                    row.bytes_target_to_client += decoded.len() as u64;
                 }
             }
             Line::Close {

@@ -85,7 +85,7 @@ pub fn write_pcap(
     w.headers().map_err(Error::output)?;
     let mut skipped = Skipped::default();
     let mut tracker: Tracker<Flow> = Tracker::default();
-    let mut payload = Vec::new();
+    let mut scratch = Vec::new();
     let mut failed: Option<std::io::Error> = None;
     read_lines(inputs, |place, piece| {
         let raw = match piece {
@@ -136,17 +136,19 @@ pub fn write_pcap(
                 from,
                 to,
             } => {
-                payload.clear();
-                if let Err(why) = data.decode_into(&mut payload) {
-                    skipped.note(place, why);
-                    return ControlFlow::Continue(());
-                }
+                let decoded = match data.decode_in(&mut scratch) {
+                    Ok(decoded) => decoded,
+                    Err(why) => {
+                        skipped.note(place, why);
+                        return ControlFlow::Continue(());
+                    }
+                };
                 match w.adopt(&mut tracker, port, conn_id, time, &from, &to) {
                     Ok(true) => {
                         let conn = tracker.get_mut(&conn_id).expect("adopted");
                         conn.last = time;
                         let side = conn.side_of(&from);
-                        w.data(time, &mut conn.state, side, &payload).map(|_| time)
+                        w.data(time, &mut conn.state, side, decoded).map(|_| time)
                     }
                     Ok(false) => return ControlFlow::Continue(()),
                     Err(e) => Err(e),
@@ -482,11 +484,14 @@ impl<W: Write> Writer<W> {
         p.extend_from_slice(&[5 << 4, flags]);
         p.extend_from_slice(&u16::MAX.to_be_bytes()); // window
         p.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-        p.extend_from_slice(payload);
-        let sum = fold(sum_words(&p[tcp_at..], pseudo));
+        // The TCP header is whole 32-bit words: the payload's sum follows.
+        let sum = fold(sum_words(&p[tcp_at..], pseudo) + swapped_sum(payload));
         p[tcp_at + 16..tcp_at + 18].copy_from_slice(&(!sum).to_be_bytes());
-
-        let captured = p.len();
+        // The block: its head, the headers (in `p`), the payload as it is,
+        // then padding, options and the length again (in `p`, after the
+        // headers).
+        let headers = p.len();
+        let captured = headers + payload.len();
         let padding = (4 - captured % 4) % 4;
         let comment = flow.comment.take();
         let options_len = comment
@@ -508,7 +513,9 @@ impl<W: Write> Writer<W> {
         }
         p.extend_from_slice(&total.to_le_bytes());
         self.out.write_all(&head)?;
-        self.out.write_all(p)?;
+        self.out.write_all(&p[..headers])?;
+        self.out.write_all(payload)?;
+        self.out.write_all(&p[headers..])?;
         self.stats.packets += 1;
         Ok(())
     }
@@ -538,6 +545,25 @@ fn sum_words(bytes: &[u8], mut acc: u64) -> u64 {
     acc
 }
 
+/// `sum_words` of `bytes` (at a 32-bit word boundary of the sum), summed
+/// as little-endian words so that no byte is swapped per word: a ones'
+/// complement sum in the other byte order is the same sum with its two
+/// bytes swapped (RFC 1071, 2.B), so one swap of the folded sum is enough.
+fn swapped_sum(bytes: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut words = bytes.chunks_exact(4);
+    for w in &mut words {
+        acc += u64::from(u32::from_le_bytes(w.try_into().expect("4 bytes")));
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut last = [0u8; 4];
+        last[..tail.len()].copy_from_slice(tail);
+        acc += u64::from(u32::from_le_bytes(last));
+    }
+    u64::from(fold(acc).swap_bytes())
+}
+
 /// Folds a sum to 16 bits with end-around carries.
 fn fold(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
@@ -563,6 +589,29 @@ mod tests {
             "a correct header sums to all ones"
         );
         assert_eq!(fold(sum_words(&[0x00, 0x01, 0xf2], 0)), 0xf201);
+    }
+
+    /// The payload's sum, taken in the other byte order, is the same sum.
+    #[test]
+    fn a_swapped_sum_is_the_internet_sum() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let bytes: Vec<u8> = (0..70_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        for len in (0..200).chain([65_535, 65_536, 70_000]) {
+            let b = &bytes[..len];
+            assert_eq!(fold(swapped_sum(b)), fold(sum_words(b, 0)), "{len} bytes");
+            assert_eq!(
+                fold(swapped_sum(b) + 0x1234_5678),
+                fold(sum_words(b, 0x1234_5678))
+            );
+        }
+        assert_eq!(fold(swapped_sum(&[0xFF; 1000])), 0xFFFF);
     }
 
     fn blocks(file: &[u8]) -> Vec<(u32, &[u8])> {
