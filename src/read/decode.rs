@@ -795,6 +795,20 @@ mod tests {
                 assert_eq!(decoded, Ok(()));
             }
         }
+        // A backslash before every byte value (an escape or not), at every
+        // place of a block.
+        for value in 0..=255u8 {
+            for at in 0..70 {
+                let mut text =
+                    encode(&(0..60).map(|_| next() as u8).collect::<Vec<u8>>()).into_bytes();
+                let at = (0..=at.min(text.len()))
+                    .rev()
+                    .find(|&k| decode_escaped_with(&text[..k], &mut Vec::new(), None).is_ok())
+                    .expect("the empty text decodes");
+                text.splice(at..at, [b'\\', value]);
+                check(&text);
+            }
+        }
         // Lengths and mixes: text, binary, escapes only.
         for len in 0..300 {
             let kinds: [&dyn Fn(u64) -> u8; 3] = [
@@ -873,15 +887,29 @@ mod tests {
         }
     }
 
-    /// Escaped backslashes and quotes are the block decoders' work, not
-    /// left to the scalar decoder: text full of them is decoded in blocks
-    /// to its last block.
+    /// Every escape but `\u`, runs of backslashes among them, is the block
+    /// decoders' work, not left to the scalar decoder: text full of them is
+    /// decoded in blocks to its last block.
     #[test]
-    fn blocks_take_runs_of_backslashes() {
-        let bytes: Vec<u8> = (0..4000u32)
-            .map(|i| [b'\\', b'\\', b'"', b'x', 0xFF, b'\\'][(i * 7 % 13 % 6) as usize])
-            .collect();
-        let text = encode(&bytes);
+    fn blocks_take_every_escape_and_runs_of_backslashes() {
+        let pieces: [(&str, u8); 10] = [
+            ("\\\\", b'\\'),
+            ("\\\"", b'"'),
+            ("\\/", b'/'),
+            ("\\b", 0x08),
+            ("\\f", 0x0C),
+            ("\\n", b'\n'),
+            ("\\r", b'\r'),
+            ("\\t", b'\t'),
+            ("%FF", 0xFF),
+            ("x", b'x'),
+        ];
+        let (mut text, mut bytes) = (String::new(), Vec::new());
+        for i in 0..4000u32 {
+            let (piece, byte) = pieces[(i * 7 % 13 % 10) as usize];
+            text.push_str(piece);
+            bytes.push(byte);
+        }
         let mut decoders: Vec<Blocks> = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {

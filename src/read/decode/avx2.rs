@@ -4,7 +4,7 @@
 //! the scalar decoder in the tests of `decode.rs`.
 
 use super::escaped_bytes;
-use super::sse::{COMPRESS, ESCAPES};
+use super::sse::{COMPRESS, ESCAPE_TABLES};
 use std::arch::x86_64::*;
 
 /// True when this CPU can run `decode_blocks`.
@@ -65,6 +65,14 @@ unsafe fn squeeze(half: __m128i, keep: u32, out: *mut u8) -> usize {
 pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
     assert!(out.len() >= text.len() + 8, "room for the decoded bytes");
     let (mut i, mut j) = (0usize, 0usize);
+    // SAFETY: each table is 16 bytes, what the loads read; both lanes get
+    // the table (the shuffle looks up within each 16-byte lane).
+    let (chars, bytes) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(ESCAPE_TABLES.0.as_ptr().cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(ESCAPE_TABLES.1.as_ptr().cast())),
+        )
+    };
     while i + 34 <= text.len() {
         // SAFETY: `i + 34 <= text.len()`: the loads at i, i + 1 and i + 2
         // are inside `text`.
@@ -103,14 +111,15 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         let at_pct = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'%' as i8));
         let mut decoded = _mm256_blendv_epi8(v, hex, at_pct);
         if starts != 0 {
-            let mut mapped = _mm256_setzero_si256();
-            for (c, byte) in ESCAPES {
-                let is = _mm256_cmpeq_epi8(v1, _mm256_set1_epi8(c as i8));
-                mapped =
-                    _mm256_or_si256(mapped, _mm256_and_si256(is, _mm256_set1_epi8(byte as i8)));
-            }
-            let unmapped = _mm256_movemask_epi8(_mm256_cmpeq_epi8(mapped, _mm256_setzero_si256()));
-            if starts & u64::from(unmapped as u32) != 0 {
+            // The escaped characters are in v1: each looked up by its slot
+            // (`sse::escape_slot`).
+            let slot = _mm256_and_si256(
+                _mm256_add_epi8(_mm256_srli_epi16(v1, 1), _mm256_srli_epi16(v1, 3)),
+                _mm256_set1_epi8(15),
+            );
+            let is_escape = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(chars, slot), v1);
+            let mapped = _mm256_and_si256(_mm256_shuffle_epi8(bytes, slot), is_escape);
+            if starts & !u64::from(_mm256_movemask_epi8(is_escape) as u32) != 0 {
                 break;
             }
             // Escaped backslashes get a byte too, squeezed out below.

@@ -40,7 +40,7 @@ pub(super) const COMPRESS: [[u8; 8]; 256] = {
 };
 
 /// The escapes JSON allows but `\u`: `\c` and the byte it stands for.
-pub(super) const ESCAPES: [(u8, u8); 8] = [
+const ESCAPES: [(u8, u8); 8] = [
     (b'"', b'"'),
     (b'\\', b'\\'),
     (b'/', b'/'),
@@ -50,6 +50,61 @@ pub(super) const ESCAPES: [(u8, u8); 8] = [
     (b'r', b'\r'),
     (b't', b'\t'),
 ];
+
+/// Where `\c`'s `c` goes in a 16-entry table: `((c >> 1) + (c >> 3)) &
+/// 15`, which differs for the eight characters of `ESCAPES` (found by
+/// search), so one byte shuffle looks an escape up. On vectors the shifts
+/// are 16-bit and leak the next byte's bits into the top of each byte: the
+/// low four bits of the sum do not see them.
+pub(super) const fn escape_slot(c: u8) -> usize {
+    (((c >> 1) + (c >> 3)) & 15) as usize
+}
+
+/// By `escape_slot`: the character escaped there (for a free slot, one
+/// whose slot it is not, so it never matches), and the byte it stands for.
+pub(super) const ESCAPE_TABLES: ([u8; 16], [u8; 16]) = {
+    let mut chars = [0u8; 16];
+    let mut bytes = [0u8; 16];
+    let mut slot = 0;
+    while slot < 16 {
+        chars[slot] = if escape_slot(0) != slot { 0 } else { 0xFF };
+        slot += 1;
+    }
+    let mut taken = [false; 16];
+    let mut k = 0;
+    while k < ESCAPES.len() {
+        let (c, byte) = ESCAPES[k];
+        assert!(!taken[escape_slot(c)], "two escapes share a slot");
+        taken[escape_slot(c)] = true;
+        chars[escape_slot(c)] = c;
+        bytes[escape_slot(c)] = byte;
+        k += 1;
+    }
+    (chars, bytes)
+};
+
+/// The byte `\c` stands for, by the tables (the scalar twin of the
+/// vector lookup, for the tests).
+#[cfg(test)]
+fn escaped_byte(c: u8) -> Option<u8> {
+    let slot = escape_slot(c);
+    (ESCAPE_TABLES.0[slot] == c).then_some(ESCAPE_TABLES.1[slot])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables give each escape its byte, and nothing for any other
+    /// character.
+    #[test]
+    fn the_escape_tables_know_exactly_the_json_escapes() {
+        for c in 0..=255u8 {
+            let want = ESCAPES.iter().find(|e| e.0 == c).map(|e| e.1);
+            assert_eq!(escaped_byte(c), want, "\\{}", c as char);
+        }
+    }
+}
 
 /// Bit k set where byte k of `v` is a hex digit, and the digits' values.
 #[target_feature(enable = "ssse3,sse4.1")]
@@ -83,6 +138,13 @@ fn bits(v: __m128i, c: u8) -> u32 {
 pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
     assert!(out.len() >= text.len() + 8, "room for the decoded bytes");
     let (mut i, mut j) = (0usize, 0usize);
+    // SAFETY: each table is 16 bytes, what the loads read.
+    let (chars, bytes) = unsafe {
+        (
+            _mm_loadu_si128(ESCAPE_TABLES.0.as_ptr().cast()),
+            _mm_loadu_si128(ESCAPE_TABLES.1.as_ptr().cast()),
+        )
+    };
     // Each block reads `text[i..i + 18]` (the two bytes after it for the
     // last escape's digits), so it stops 18 bytes before the end.
     while i + 18 <= text.len() {
@@ -125,13 +187,14 @@ pub unsafe fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         );
         let mut decoded = _mm_blendv_epi8(v, hex, _mm_cmpeq_epi8(_mm_set1_epi8(b'%' as i8), v));
         if starts != 0 {
-            let mut mapped = _mm_setzero_si128();
-            for (c, byte) in ESCAPES {
-                let is = _mm_cmpeq_epi8(v1, _mm_set1_epi8(c as i8));
-                mapped = _mm_or_si128(mapped, _mm_and_si128(is, _mm_set1_epi8(byte as i8)));
-            }
-            let unmapped = _mm_movemask_epi8(_mm_cmpeq_epi8(mapped, _mm_setzero_si128())) as u32;
-            if starts & unmapped != 0 {
+            // The escaped characters are in v1: each looked up by its slot.
+            let slot = _mm_and_si128(
+                _mm_add_epi8(_mm_srli_epi16(v1, 1), _mm_srli_epi16(v1, 3)),
+                _mm_set1_epi8(15),
+            );
+            let is_escape = _mm_cmpeq_epi8(_mm_shuffle_epi8(chars, slot), v1);
+            let mapped = _mm_and_si128(_mm_shuffle_epi8(bytes, slot), is_escape);
+            if starts & !(_mm_movemask_epi8(is_escape) as u32) != 0 {
                 break;
             }
             // Escaped backslashes get a byte too, squeezed out below.
