@@ -8,9 +8,12 @@ with it (rawprox writes its log past the page cache), then times, each under
 /usr/bin/time -v for its peak RSS:
 
   wc -l                       the floor: finding the newlines
-  rawprox extract             one connection's client bytes (to /dev/null)
+  rawprox extract             one connection's client bytes (to a file)
   rawprox pcap -o /dev/null   every connection as packets
   rawprox pcap -o FILE        the same, written to a file (for information)
+  dd                          writing as many bytes to a file: the floor of
+                              the line above (this VM's first touch of new
+                              page-cache pages varies a lot)
   rawprox list                the connection table (for information)
   jq + python3                the README's recipe for one connection's bytes
 
@@ -19,7 +22,10 @@ the jq recipe must give the same bytes (checked). Needs python3, jq and
 /usr/bin/time (installed with apt-get if missing); builds release/ first.
 Bounded: the capture stops at 1.1 GiB of log or after 300 s.
 
-Usage: python3 benches/read_speed.py [--size-gib N] [--keep DIR]
+Each command runs --runs times (default 3), all commands in turn each
+round; a row is the median time and the largest peak RSS.
+
+Usage: python3 benches/read_speed.py [--size-gib N] [--keep DIR] [--runs N]
 """
 
 import argparse
@@ -29,6 +35,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -191,6 +198,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-gib", type=float, default=1.05)
     parser.add_argument("--keep", help="use (or leave) the capture in this directory")
+    parser.add_argument("--runs", type=int, default=3, help="rounds of timings; each row is the median")
     args = parser.parse_args()
     need("jq", "jq")
     need("/usr/bin/time", "time")
@@ -216,21 +224,41 @@ def main():
               " | python3 -c 'import sys, urllib.parse; "
               "sys.stdout.buffer.write(urllib.parse.unquote_to_bytes(sys.stdin.buffer.read()))'"
               f" > '{jq_out}'")
-    rows = {}
-    print("== timing (warm page cache)", flush=True)
-    rows["wc -l"] = timed("wc -l", f"wc -l '{path}' > /dev/null")
-    rows["extract"] = timed("extract", f"'{BIN}' extract {conn_id} '{path}' > '{extract_out}'")
-    rows["pcap -o /dev/null"] = timed("pcap -o /dev/null", f"'{BIN}' pcap -o /dev/null '{path}'")
-    rows["pcap -o FILE"] = timed("pcap -o FILE", f"'{BIN}' pcap -o '{pcap_file}' '{path}'")
-    rows["list"] = timed("list", f"'{BIN}' list '{path}' > /dev/null")
-    rows["jq + python3"] = timed("jq + python3", recipe)
+    # The pcapng's size, for the floor of writing it: dd of as many bytes.
+    subprocess.run([BIN, "pcap", "-o", pcap_file, path], check=True)
+    pcap_size = os.path.getsize(pcap_file)
+    pcap_mib = pcap_size // 2**20 + 1
+    dd_file = os.path.join(work, "dd.bin")
+    commands = {
+        "wc -l": f"wc -l '{path}' > /dev/null",
+        "extract": f"'{BIN}' extract {conn_id} '{path}' > '{extract_out}'",
+        "pcap -o /dev/null": f"'{BIN}' pcap -o /dev/null '{path}'",
+        "pcap -o FILE": f"'{BIN}' pcap -o '{pcap_file}' '{path}'",
+        "dd, the pcapng's size": f"dd if=/dev/zero of='{dd_file}' bs=1M count={pcap_mib} 2> /dev/null",
+        "list": f"'{BIN}' list '{path}' > /dev/null",
+        "jq + python3": recipe,
+    }
+    # Rounds of every command in turn, so a slow spell of the machine
+    # touches them all; each row is the median of its runs.
+    runs = {name: [] for name in commands}
+    for k in range(args.runs):
+        print(f"== timing, round {k + 1} of {args.runs} (warm page cache)", flush=True)
+        for name, command in commands.items():
+            # The last round's pcapng gone and written back, outside the
+            # timing: each run starts with nothing waiting for the disk.
+            made = {"pcap -o FILE": pcap_file, "dd, the pcapng's size": dd_file}.get(name)
+            if made and os.path.exists(made):
+                os.remove(made)
+            os.sync()
+            runs[name].append(timed(name, command))
+    rows = {name: (statistics.median(s for s, _ in r), max(m for _, m in r))
+            for name, r in runs.items()}
     a, b = sha256_of(extract_out), sha256_of(jq_out)
     if a != b:
         sys.exit(f"extract and the jq recipe differ: {a} vs {b}")
     if a[1] == 0:
         sys.exit("the extracted connection sent nothing: pick another")
     print(f"== extract and the jq recipe agree: {a[1]:,} bytes, sha256 {a[0][:16]}", flush=True)
-    pcap_size = os.path.getsize(pcap_file)
     floor, jq = rows["wc -l"][0], rows["jq + python3"][0]
     print(f"\nlog {size / 2**30:.2f} GiB ({size:,} bytes), pcapng {pcap_size / 2**30:.2f} GiB\n")
     print("| command | seconds | GiB/s of log | × wc -l | jq recipe ÷ it | peak RSS, MiB |")
