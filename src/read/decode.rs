@@ -720,9 +720,10 @@ mod tests {
 
     /// The block decoder (where the CPU has it) gives what the scalar
     /// decoder gives, bytes or error, for every byte value at every place
-    /// of a block, text of every length, valid and broken escapes at the
-    /// edges of blocks, and `\\` pairs and `\u` escapes that it leaves to
-    /// the scalar decoder.
+    /// of a block, a backslash before every byte value, text of every
+    /// length, valid and broken escapes and runs of backslashes at the
+    /// edges of blocks, and `\u` escapes that it leaves to the scalar
+    /// decoder.
     #[test]
     fn blocks_decode_as_the_scalar_decoder_does() {
         let mut decoders: Vec<(&str, Blocks)> = Vec::new();
