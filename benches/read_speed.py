@@ -277,6 +277,8 @@ def main():
     print()
     for what, ok in targets:
         print(f"  {'holds' if ok else 'MISSED'}: {what}")
+    # --keep keeps the capture, not the outputs (1.4 GB a run).
+    shutil.rmtree(work, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(directory, ignore_errors=True)
 

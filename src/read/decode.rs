@@ -212,8 +212,10 @@ impl Data<'_> {
 
     /// The bytes this string stands for (SPEC §4: JSON string, then
     /// percent-decoding), decoded into `scratch`: for a caller that decodes
-    /// line after line into one buffer. `scratch` is only grown, never
-    /// zeroed again; what it held is not kept.
+    /// line after line into one buffer: it is not cleared or zeroed per
+    /// line, only grown when a line needs more room (or refilled, for the
+    /// rare lines with `\u` escapes or through `serde_json`); what it held
+    /// is not kept.
     pub fn decode_in<'s>(&self, scratch: &'s mut Vec<u8>) -> Result<&'s [u8], Bad> {
         if !self.json_escaped {
             scratch.clear();
@@ -387,8 +389,9 @@ fn decode_escaped_to(text: &[u8], buf: &mut [u8], blocks: Option<Blocks>) -> Res
                         _ => return Err(Stop::Bad(Bad::BadData)),
                     };
                     if (hi | lo) > 0xF {
-                        // `%` then `\u0041...`: JSON-decode first (SPEC §4).
-                        if text.get(i + 1) == Some(&b'\\') {
+                        // `%\u0034\u0031` or `%4\u0031`: a digit may be a
+                        // JSON escape, so JSON-decode first (SPEC §4).
+                        if text[i + 1..i + 3].contains(&b'\\') {
                             return Err(Stop::JsonFirst);
                         }
                         return Err(Stop::Bad(Bad::BadData));
@@ -838,6 +841,7 @@ mod tests {
             "\\x",
             "\u{1}",
             "%\\u0034",
+            "%4\\u0031",
             // Runs of backslashes: escaped ones, then a quote escaped or
             // not, a `%` escaped (broken) or not.
             "\\\\\\\\",
@@ -1041,6 +1045,7 @@ mod tests {
         assert_eq!(decoded(reordered).unwrap(), b"100% caf\xC3\xA9");
         // `\u` escapes (rawprox never writes them) are JSON-decoded first.
         assert_eq!(decoded(&data_line(r"%\u00341\u0041")).unwrap(), b"AA");
+        assert_eq!(decoded(&data_line(r"%4\u0031")).unwrap(), b"A");
         assert_eq!(decoded(&data_line(r"\/\b\f")).unwrap(), b"/\x08\x0C");
         for other in [
             r#"{"time":"2025-10-22T15:32:47.123456Z","event":"mcp-ready","endpoint":"http://127.0.0.1:1/mcp"}"#,

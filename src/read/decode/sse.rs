@@ -6,8 +6,8 @@
 //! from the hex values of the two bytes after it, `\c` from `c`); then the
 //! characters after each escape squeezed out, 8 at a time, with a byte
 //! shuffle from a table indexed by which of the 8 are kept. A block it does
-//! not handle (`\u`, a control byte, a bad hex digit, a bare quote) is
-//! left to the scalar decoder, which also says what is wrong.
+//! not handle (`\u` or an unknown escape, a control byte, a bad hex digit,
+//! a bare quote) is left to the scalar decoder, which also says what is wrong.
 //! Checked against it in the tests of `decode.rs`.
 
 use super::escaped_bytes;
