@@ -12,17 +12,19 @@ use std::arch::x86_64::*;
 /// Encodes the whole 64-byte blocks of `bytes` onto `out` and returns how
 /// many bytes that was; 0 when the CPU lacks the features.
 pub fn push_blocks(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
-    let has_features = || {
-        is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi")
-            && is_x86_feature_detected!("avx512vbmi2")
-            && is_x86_feature_detected!("bmi2")
-    };
-    if bytes.len() < 64 || !has_features() {
+    if bytes.len() < 64 || !available() {
         return 0;
     }
     // SAFETY: the CPU has every feature the function enables (checked above).
     unsafe { push_blocks_avx512(out, bytes) }
+}
+
+/// True when this CPU can run the AVX-512 block encoder.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vbmi")
+        && is_x86_feature_detected!("avx512vbmi2")
+        && is_x86_feature_detected!("bmi2")
 }
 
 /// For quarter `q` of a block: byte `4k + j` of the slots takes, for input

@@ -1,7 +1,8 @@
-//! The `data` encoding of 16 bytes at a time with SSSE3, for runs of bytes
-//! that mostly need escaping (binary payloads), where the byte-by-byte
-//! table costs about 3 cycles a byte. Per block: classify each byte
-//! (literal, `\`-escape, `%XX`), build its 1 to 3 output bytes in three
+//! The `data` encoding of 16 bytes at a time with SSSE3: all of a payload
+//! where the CPU lacks AVX-512, runs of bytes that mostly need escaping
+//! where it has it; the byte-by-byte table costs about 3 cycles a byte.
+//! Per block: classify each byte (literal, `\`-escape, `%XX`); a block of
+//! literals is stored as it is; otherwise build its 1 to 3 output bytes in three
 //! vectors (`pshufb` looks up hex digits and escape letters), interleave them
 //! into 4-byte slots, and squeeze each group of 4 slots with a `pshufb`
 //! mask chosen by the group's lengths (3^4 = 81 masks). The results are
@@ -12,11 +13,16 @@ use std::arch::x86_64::*;
 /// Encodes the whole 16-byte blocks of `bytes` onto `out` and returns how
 /// many bytes that was; 0 when the CPU lacks SSSE3.
 pub fn push_blocks(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
-    if bytes.len() < 16 || !is_x86_feature_detected!("ssse3") {
+    if bytes.len() < 16 || !available() {
         return 0;
     }
     // SAFETY: the CPU has SSSE3 (checked just above).
     unsafe { push_blocks_ssse3(out, bytes) }
+}
+
+/// True when this CPU can run the SSSE3 block encoder.
+pub fn available() -> bool {
+    is_x86_feature_detected!("ssse3")
 }
 
 /// Length and squeeze mask of a group of 4 slots, by the group's index
@@ -118,6 +124,13 @@ fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
         // 0x20..=0x7E: above 0x1F as a signed byte (0x80.. are negative), not 0x7F.
         let printable = _mm_andnot_si128(is(0x7F), _mm_cmpgt_epi8(v, set(0x1F)));
         let literal = _mm_andnot_si128(_mm_or_si128(short, is(b'%')), printable);
+        if _mm_movemask_epi8(literal) == 0xFFFF {
+            // Every byte stands for itself: the block as it is.
+            // SAFETY: start + w + 16 is within the capacity reserved above.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().add(start + w).cast(), v) };
+            w += 16;
+            continue;
+        }
         let hex = _mm_andnot_si128(_mm_or_si128(literal, short), set(0xFF));
         let low = _mm_shuffle_epi8(hex_digits, _mm_and_si128(v, nibble));
         let high = _mm_shuffle_epi8(hex_digits, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
