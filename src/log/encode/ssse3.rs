@@ -2,11 +2,12 @@
 //! where the CPU lacks AVX-512, runs of bytes that mostly need escaping
 //! where it has it; the byte-by-byte table costs about 3 cycles a byte.
 //! Per block: classify each byte (literal, `\`-escape, `%XX`); a block of
-//! literals is stored as it is; otherwise build its 1 to 3 output bytes in three
-//! vectors (`pshufb` looks up hex digits and escape letters), interleave them
-//! into 4-byte slots, and squeeze each group of 4 slots with a `pshufb`
-//! mask chosen by the group's lengths (3^4 = 81 masks). The results are
-//! checked against the table encoder in the tests of `encode.rs`.
+//! literals is stored as it is; otherwise build each byte's 1 to 3 output
+//! bytes in three vectors (`pshufb` looks up hex digits and escape
+//! letters), interleave them into 4-byte slots, and squeeze each group of 4
+//! slots with a `pshufb` mask chosen by the group's lengths (3^4 = 81
+//! masks). The results are checked against the table encoder in the tests
+//! of `encode.rs`.
 
 use std::arch::x86_64::*;
 
