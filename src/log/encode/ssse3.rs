@@ -60,26 +60,6 @@ const GROUPS: [Group; 81] = {
     groups
 };
 
-/// A group's index from its 4 `%XX` bits (high nibble) and 4 `\`-escape
-/// bits (low nibble); a byte is never both.
-const GROUP_INDEX: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut key = 0;
-    while key < 256 {
-        let (hex, short) = (key >> 4, key & 0xF);
-        let (mut index, mut power, mut k) = (0, 1, 0);
-        while k < 4 {
-            let digit = if hex >> k & 1 == 1 { 2 } else { short >> k & 1 };
-            index += digit * power;
-            power *= 3;
-            k += 1;
-        }
-        table[key] = index as u8;
-        key += 1;
-    }
-    table
-};
-
 #[target_feature(enable = "ssse3")]
 fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
     let blocks = bytes.len() / 16;
@@ -155,11 +135,17 @@ fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             _mm_unpacklo_epi16(pairs_hi, thirds_hi),
             _mm_unpackhi_epi16(pairs_hi, thirds_hi),
         ];
-        let hex_bits = _mm_movemask_epi8(hex) as usize;
-        let short_bits = _mm_movemask_epi8(short) as usize;
-        for (g, slot) in slots.into_iter().enumerate() {
-            let key = (hex_bits >> (4 * g) & 0xF) << 4 | (short_bits >> (4 * g) & 0xF);
-            let group = &GROUPS[GROUP_INDEX[key] as usize];
+        // Each group's index in base 3 (digit k: 0 literal, 1 `\`-escape,
+        // 2 `%XX`, for byte k), by two multiply-adds: d0 + 3 d1 in each
+        // 16-bit lane, then (d0 + 3 d1) + 9 (d2 + 3 d3) in each 32-bit lane.
+        let digits = _mm_or_si128(_mm_and_si128(short, set(1)), _mm_and_si128(hex, set(2)));
+        let pairs = _mm_maddubs_epi16(digits, _mm_set1_epi16(0x0301));
+        let indexes = _mm_madd_epi16(pairs, _mm_set1_epi32(0x0009_0001));
+        let mut index = [0u32; 4];
+        // SAFETY: `index` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(index.as_mut_ptr().cast(), indexes) };
+        for (slot, index) in slots.into_iter().zip(index) {
+            let group = &GROUPS[index as usize];
             // SAFETY: `group.mask` is 16 readable bytes.
             let mask = unsafe { _mm_loadu_si128(group.mask.as_ptr().cast()) };
             let squeezed = _mm_shuffle_epi8(slot, mask);
