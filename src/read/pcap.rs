@@ -487,7 +487,7 @@ impl<W: Write> Writer<W> {
         p.extend_from_slice(&u16::MAX.to_be_bytes()); // window
         p.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
         // The TCP header is whole 32-bit words: the payload's sum follows.
-        let sum = fold(sum_words(&p[tcp_at..], pseudo) + swapped_sum(payload));
+        let sum = fold(sum_words(payload, sum_words(&p[tcp_at..], pseudo)));
         p[tcp_at + 16..tcp_at + 18].copy_from_slice(&(!sum).to_be_bytes());
         // The block: its head, the headers (in `p`), the payload as it is,
         // then padding, options and the length again (in `p`, after the
@@ -531,39 +531,25 @@ fn push_option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
     out.resize(out.len() + (4 - value.len() % 4) % 4, 0);
 }
 
-/// Adds `bytes` to a ones'-complement sum as big-endian 32-bit words (the
-/// Internet checksum folds to the same 16 bits); an odd tail is padded.
-fn sum_words(bytes: &[u8], mut acc: u64) -> u64 {
+/// Adds `bytes` to a ones'-complement sum of big-endian 16-bit words, as
+/// the Internet checksum takes them (`bytes` starts at a word boundary of
+/// the sum; an odd tail is padded). Summed as little-endian 32-bit words, so
+/// that no byte is swapped per word: a ones' complement sum in the other
+/// byte order is the same sum with its two bytes swapped (RFC 1071, 2.B),
+/// so one swap of the folded sum is enough.
+fn sum_words(bytes: &[u8], acc: u64) -> u64 {
+    let mut sum = 0u64;
     let mut words = bytes.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes(w.try_into().expect("4 bytes")));
+        sum += u64::from(u32::from_le_bytes(w.try_into().expect("4 bytes")));
     }
     let tail = words.remainder();
     if !tail.is_empty() {
         let mut last = [0u8; 4];
         last[..tail.len()].copy_from_slice(tail);
-        acc += u64::from(u32::from_be_bytes(last));
+        sum += u64::from(u32::from_le_bytes(last));
     }
-    acc
-}
-
-/// `sum_words` of `bytes` (at a 32-bit word boundary of the sum), summed
-/// as little-endian words so that no byte is swapped per word: a ones'
-/// complement sum in the other byte order is the same sum with its two
-/// bytes swapped (RFC 1071, 2.B), so one swap of the folded sum is enough.
-fn swapped_sum(bytes: &[u8]) -> u64 {
-    let mut acc = 0u64;
-    let mut words = bytes.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_le_bytes(w.try_into().expect("4 bytes")));
-    }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        let mut last = [0u8; 4];
-        last[..tail.len()].copy_from_slice(tail);
-        acc += u64::from(u32::from_le_bytes(last));
-    }
-    u64::from(fold(acc).swap_bytes())
+    acc + u64::from(fold(sum).swap_bytes())
 }
 
 /// Folds a sum to 16 bits with end-around carries.
@@ -593,9 +579,16 @@ mod tests {
         assert_eq!(fold(sum_words(&[0x00, 0x01, 0xf2], 0)), 0xf201);
     }
 
-    /// The payload's sum, taken in the other byte order, is the same sum.
+    /// The sum taken in the other byte order is the Internet sum, taken
+    /// here in big-endian 16-bit words.
     #[test]
     fn a_swapped_sum_is_the_internet_sum() {
+        let big_endian_sum = |bytes: &[u8], acc: u64| -> u64 {
+            let words = bytes.chunks(2);
+            acc + words
+                .map(|w| u64::from(w[0]) << 8 | u64::from(*w.get(1).unwrap_or(&0)))
+                .sum::<u64>()
+        };
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let bytes: Vec<u8> = (0..70_000)
             .map(|_| {
@@ -607,13 +600,17 @@ mod tests {
             .collect();
         for len in (0..200).chain([65_535, 65_536, 70_000]) {
             let b = &bytes[..len];
-            assert_eq!(fold(swapped_sum(b)), fold(sum_words(b, 0)), "{len} bytes");
             assert_eq!(
-                fold(swapped_sum(b) + 0x1234_5678),
-                fold(sum_words(b, 0x1234_5678))
+                fold(sum_words(b, 0)),
+                fold(big_endian_sum(b, 0)),
+                "{len} bytes"
+            );
+            assert_eq!(
+                fold(sum_words(b, 0x1234_5678)),
+                fold(big_endian_sum(b, 0x1234_5678))
             );
         }
-        assert_eq!(fold(swapped_sum(&[0xFF; 1000])), 0xFFFF);
+        assert_eq!(fold(sum_words(&[0xFF; 1000], 0)), 0xFFFF);
     }
 
     fn blocks(file: &[u8]) -> Vec<(u32, &[u8])> {
