@@ -9,10 +9,12 @@
 //!
 //! Run: cargo bench --bench decode
 
+mod common;
+
+use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
 use rawprox::read::decode::{Line, parse_line};
 use std::hint::black_box;
-use std::path::Path;
 
 const CHUNK: usize = 32 * 1024;
 /// Bytes of log in each bench input.
@@ -123,18 +125,6 @@ fn decoding(c: &mut Criterion) {
 }
 
 criterion_group!(benches, decoding);
-
-/// Mean time per iteration, in ns, from criterion's saved estimates.
-fn mean_ns(group: &str, bench: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("../criterion")
-        .join(group)
-        .join(bench)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["mean"]["point_estimate"].as_f64()
-}
 
 fn main() {
     let sizes: Vec<(&str, usize)> = logs().iter().map(|(n, l)| (*n, l.len())).collect();

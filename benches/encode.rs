@@ -6,12 +6,14 @@
 //!
 //! Run: cargo bench --bench encode
 
+mod common;
+
+use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
 use rawprox::log::connid::ConnId;
 use rawprox::log::encode::{push_data, push_data_line, push_open_line};
 use rawprox::log::timefmt::LineClock;
 use std::hint::black_box;
-use std::path::Path;
 
 const CHUNK: usize = 32 * 1024;
 
@@ -110,18 +112,6 @@ fn lines(c: &mut Criterion) {
 }
 
 criterion_group!(benches, data_encoding, lines);
-
-/// Mean time per iteration, in ns, from criterion's saved estimates.
-fn mean_ns(group: &str, bench: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("../criterion")
-        .join(group)
-        .join(bench)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["mean"]["point_estimate"].as_f64()
-}
 
 fn main() {
     benches();
