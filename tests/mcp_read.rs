@@ -185,28 +185,6 @@ fn reading_tools_show_exactly_what_crossed_the_wire() {
     proxy.stop();
 }
 
-/// `2025-10-22T15:32:47.123456Z` for `micros` since the epoch.
-fn line_time(micros: u64) -> String {
-    let secs = (micros / 1_000_000) as i64;
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        micros % 1_000_000
-    )
-}
-
 /// SPEC §9: reading runs off the loop. A query over a 256 MiB capture is
 /// answered later; meanwhile a keep-alive exchange through the proxy and
 /// `tools/list` on another MCP connection keep answering.
