@@ -10,7 +10,7 @@ pub mod proxy;
 pub mod read;
 pub mod sys;
 
-use cli::Config;
+use cli::proxy::Config;
 use event_loop::{EventLoop, Stop};
 use log::destination::{self, Destination};
 use proxy::listener::Listener;

@@ -2,7 +2,7 @@
 //! outcome into one `Error:` line and an exit code. A first argument of
 //! `list`, `follow`, `extract` or `pcap` goes to the read side instead.
 
-use rawprox::cli::{self, Command};
+use rawprox::cli::{self, proxy::Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -10,14 +10,14 @@ fn main() -> ExitCode {
     // SPEC §9: a reading subcommand is a word; a port rule always holds `:`.
     if args
         .first()
-        .is_some_and(|first| rawprox::read::SUBCOMMANDS.iter().any(|c| first == c))
+        .is_some_and(|first| cli::read::SUBCOMMANDS.iter().any(|c| first == c))
     {
-        return rawprox::read::main(args);
+        return cli::read::main(args);
     }
-    let config = match cli::parse(args) {
+    let config = match cli::proxy::parse(args) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::proxy::HELP);
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::NothingToDo) => {
-            eprint!("{}", cli::HELP);
+            eprint!("{}", cli::proxy::HELP);
             return ExitCode::FAILURE;
         }
         Err(message) => {

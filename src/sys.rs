@@ -181,6 +181,48 @@ fn finish_writeback_and_drop(fd: RawFd, range: &Range<i64>) {
     }
 }
 
+/// What makes a file the same file whatever its name (SPEC §9: each file
+/// is read once, a directory cycle is never entered): device and inode on
+/// Unix, the canonical path elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileId(
+    #[cfg(unix)] (u64, u64),
+    #[cfg(not(unix))] std::path::PathBuf,
+);
+
+/// The identity of the file `meta` (from `path`) describes.
+pub fn file_id(path: &std::path::Path, meta: &std::fs::Metadata) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = path;
+        Some(FileId((meta.dev(), meta.ino())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        std::fs::canonicalize(path).ok().map(FileId)
+    }
+}
+
+/// Opens a file to read without waiting for a writer: a FIFO put where a
+/// log file was listed would otherwise block `open` for ever (SPEC §9: only
+/// regular files are read). Fails unless it is a regular file.
+pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

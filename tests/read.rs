@@ -1104,11 +1104,33 @@ fn help_names_the_subcommands() {
             "--help names {cmd}"
         );
     }
-    let ran = run(&["pcap", "--help"]).ok("pcap --help");
-    assert!(
-        ran.text()
-            .contains("rawprox.exe pcap    [--port N] -o FILE.pcapng")
-    );
+    // Each subcommand has its own help, explaining its options (SPEC §9).
+    for (cmd, usage, option) in [
+        ("list", "list [--port N] [--json] [INPUT...]", "--json "),
+        (
+            "follow",
+            "follow [CONNID...] [--port N] [INPUT...]",
+            "--port N ",
+        ),
+        (
+            "extract",
+            "extract CONNID [--side client|target] [-o FILE] [INPUT...]",
+            "--side client|target ",
+        ),
+        (
+            "pcap",
+            "pcap [--port N] -o FILE.pcapng [INPUT...]",
+            "-o FILE ",
+        ),
+    ] {
+        let ran = run(&[cmd, "--help"]).ok("SUBCOMMAND --help");
+        let text = ran.text();
+        assert!(
+            text.starts_with(&format!("Usage: rawprox.exe {usage}\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("\n  {option}")), "{cmd}: {text}");
+    }
     let ran = run(&["list", "--bogus"]);
     assert_eq!(ran.status.code(), Some(1));
     assert!(

@@ -7,7 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use rawprox::read::decode::{Line, parse_line};
 use rawprox::read::input::{Input, Lines, Piece};
-use rawprox::read::{ConnId, Selection, Side};
+use rawprox::read::pipeline::Selection;
+use rawprox::read::{ConnId, Side};
 
 fuzz_target!(|input: &[u8]| {
     let mut lines = Lines::with_buffer(input, 4096);
@@ -28,10 +29,10 @@ fuzz_target!(|input: &[u8]| {
         }
     }
     let inputs = [Input::Bytes(input.to_vec())];
-    let _ = rawprox::read::connections(&inputs, None);
-    let _ = rawprox::read::follow(&inputs, &Selection::default(), true, &mut std::io::sink());
-    let _ = rawprox::read::write_pcap(&inputs, None, std::io::sink());
+    let _ = rawprox::read::list::all_connections(&inputs, None);
+    let _ = rawprox::read::follow::follow(&inputs, &Selection::default(), true, &mut std::io::sink());
+    let _ = rawprox::read::pcap::write_pcap(&inputs, None, std::io::sink());
     let id = first_id.unwrap_or(ConnId(*b"00000000"));
-    let _ = rawprox::read::extract(&inputs, id, Side::Target, &mut std::io::sink());
-    let _ = rawprox::read::conversation(&inputs, id, None, 3, 100);
+    let _ = rawprox::read::extract::extract(&inputs, id, Side::Target, &mut std::io::sink());
+    let _ = rawprox::read::extract::conversation(&inputs, id, None, 3, 100);
 });

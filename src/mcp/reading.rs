@@ -10,7 +10,9 @@ use crate::read::input::{Input, expand};
 use crate::read::list::{ConnRow, connections, write_table};
 use crate::read::{self, Side};
 use serde_json::{Map, Value, json};
+use std::collections::VecDeque;
 use std::io;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
@@ -139,10 +141,24 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
     let since = Time(capture.run_started_micros as i64);
     match query {
         Query::List { port, limit } => {
-            let (rows, _) = connections(&inputs, *port).map_err(|e| e.to_string())?;
-            let rows: Vec<ConnRow> = rows.into_iter().filter(|r| r.open_time >= since).collect();
-            let shown = &rows[rows.len().saturating_sub(*limit)..];
-            Ok(list_result(shown, rows.len()))
+            // Only the newest `limit` rows are kept (SPEC §9: memory does
+            // not follow the size of the capture).
+            let mut shown: VecDeque<ConnRow> = VecDeque::new();
+            let mut total = 0;
+            connections(&inputs, *port, |row| {
+                if row.open_time >= since {
+                    total += 1;
+                    if shown.len() == *limit {
+                        shown.pop_front();
+                    }
+                    if *limit > 0 {
+                        shown.push_back(row);
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(list_result(&Vec::from(shown), total))
         }
         Query::Read {
             conn_id,
@@ -175,8 +191,16 @@ fn inputs(capture: &Capture) -> Result<Vec<Input>, String> {
 
 /// True when `id` opened in this run.
 fn known(inputs: &[Input], id: ConnId, since: Time) -> bool {
-    connections(inputs, None)
-        .is_ok_and(|(rows, _)| rows.iter().any(|r| r.conn_id == id && r.open_time >= since))
+    let mut found = false;
+    let read = connections(inputs, None, |row| {
+        found = row.conn_id == id && row.open_time >= since;
+        Ok(if found {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    });
+    read.is_ok() && found
 }
 
 fn list_result(rows: &[ConnRow], total: usize) -> Value {

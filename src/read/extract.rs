@@ -7,20 +7,15 @@
 //! the ConnID at its fixed place and skipped without being parsed, so only
 //! this connection's lines are checked and counted when they do not decode.
 
-use super::decode::{ConnId, Line, Time, parse_line, peek_conn_id};
-use super::input::{Input, Piece, Skipped, read_lines};
+use super::decode::{ConnId, Time};
+use super::input::{Input, Skipped};
+use super::pipeline::{self, Selection};
 use super::{Error, Side};
 use std::io::Write;
 use std::ops::ControlFlow;
 
 /// What the lines of one connection say, in log order.
 pub enum Event<'a> {
-    Open {
-        time: Time,
-        client: &'a str,
-        target: &'a str,
-        listen_port: u16,
-    },
     Data {
         time: Time,
         side: Side,
@@ -41,113 +36,42 @@ pub struct Peers {
     pub listen_port: Option<u16>,
 }
 
-/// Calls `each` for every line of the first connection `id` in `inputs`.
-/// Returns its peers, or `None` if no line of it was found. `each` may stop
-/// early.
+/// Calls `each` for every data and close line of the first connection `id`
+/// in `inputs` (a later `open` with the same ID is another run's: the
+/// reading stops there). Returns its peers, or `None` if no line of it was
+/// found. `each` may stop early.
 pub fn scan(
     inputs: &[Input],
     id: ConnId,
     skipped: &mut Skipped,
-    mut each: impl FnMut(Event) -> ControlFlow<()>,
+    mut each: impl FnMut(Event) -> pipeline::Flow,
 ) -> Result<Option<Peers>, Error> {
     let mut peers: Option<Peers> = None;
-    let mut scratch = Vec::new();
-    read_lines(inputs, |place, piece| {
-        let raw = match piece {
-            Piece::Line(raw) => raw,
-            Piece::Unusable(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-            Piece::Caught => return ControlFlow::Continue(()),
-        };
-        if peek_conn_id(raw).is_some_and(|other| other != id) {
-            return ControlFlow::Continue(());
+    let select = Selection {
+        ids: vec![id],
+        port: None,
+    };
+    *skipped = pipeline::events::<()>(inputs, &select, |event| match event {
+        pipeline::Event::Open { conn, .. } => {
+            peers = Some(Peers {
+                client: conn.client.to_string(),
+                target: conn.target.to_string(),
+                listen_port: conn.listen_port,
+            });
+            Ok(ControlFlow::Continue(()))
         }
-        let line = match parse_line(raw) {
-            Ok(line) if line.conn_id() == Some(id) => line,
-            Ok(_) => return ControlFlow::Continue(()),
-            Err(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-        };
-        let side_of = |peers: &Peers, from: &str| {
-            if peers.client == from {
-                Side::Client
-            } else {
-                Side::Target
-            }
-        };
-        match line {
-            Line::Open {
-                time,
-                from,
-                to,
-                listen_port,
-                ..
-            } => {
-                if peers.is_some() {
-                    // The same ID opened again: another run's connection.
-                    return ControlFlow::Break(());
-                }
-                let found = peers.insert(Peers {
-                    client: from.into_owned(),
-                    target: to.into_owned(),
-                    listen_port: Some(listen_port),
-                });
-                each(Event::Open {
-                    time,
-                    client: &found.client,
-                    target: &found.target,
-                    listen_port,
-                })
-            }
-            Line::Data {
-                time,
-                data,
-                from,
-                to,
-                ..
-            } => {
-                let decoded = match data.decode_in(&mut scratch) {
-                    Ok(decoded) => decoded,
-                    Err(why) => {
-                        skipped.note(place, why);
-                        return ControlFlow::Continue(());
-                    }
-                };
-                // Without its `open` in the input, the first sender is
-                // taken as the client.
-                let found = peers.get_or_insert_with(|| Peers {
-                    client: from.to_string(),
-                    target: to.to_string(),
-                    listen_port: None,
-                });
-                each(Event::Data {
-                    time,
-                    side: side_of(found, &from),
-                    bytes: decoded,
-                })
-            }
-            Line::Close { time, from, to, .. } => {
-                let found = peers.get_or_insert_with(|| Peers {
-                    client: from.to_string(),
-                    target: to.to_string(),
-                    listen_port: None,
-                });
-                each(Event::Close {
-                    time,
-                    side: side_of(found, &from),
-                })
-            }
-            _ => ControlFlow::Continue(()),
-        }
+        pipeline::Event::Data {
+            time, side, bytes, ..
+        } => each(Event::Data { time, side, bytes }),
+        pipeline::Event::Close { time, side, .. } => each(Event::Close { time, side }),
+        pipeline::Event::Retired { .. } => Ok(ControlFlow::Break(())),
+        pipeline::Event::Caught => Ok(ControlFlow::Continue(())),
     })?;
     Ok(peers)
 }
 
-fn not_found(id: ConnId) -> Error {
+/// The error for a ConnID the input does not hold (SPEC §9).
+pub fn not_found(id: ConnId) -> Error {
     Error::Message(format!(
         "no connection {id} in the input (`rawprox.exe list` shows the ConnIDs)"
     ))
@@ -164,22 +88,15 @@ pub fn extract(
 ) -> Result<(u64, Skipped), Error> {
     let mut skipped = Skipped::default();
     let mut written = 0u64;
-    let mut failed = None;
     let peers = scan(inputs, id, &mut skipped, |event| {
         if let Event::Data { side: s, bytes, .. } = event
             && s == side
         {
-            if let Err(e) = out.write_all(bytes) {
-                failed = Some(e);
-                return ControlFlow::Break(());
-            }
+            out.write_all(bytes).map_err(Error::output)?;
             written += bytes.len() as u64;
         }
-        ControlFlow::Continue(())
+        Ok(ControlFlow::Continue(()))
     })?;
-    if let Some(e) = failed {
-        return Err(Error::output(e));
-    }
     if peers.is_none() {
         return Err(not_found(id));
     }
@@ -241,12 +158,12 @@ pub fn conversation(
                 let stream_offset = *at;
                 *at += bytes.len() as u64;
                 if side.is_some_and(|s| s != from) {
-                    return ControlFlow::Continue(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 let start = seen;
                 seen += bytes.len() as u64;
                 if seen <= offset {
-                    return ControlFlow::Continue(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 let skip = offset.saturating_sub(start) as usize;
                 let room = max_bytes - kept;
@@ -262,13 +179,12 @@ pub fn conversation(
                 }
                 if skip + take < bytes.len() {
                     truncated = true;
-                    return ControlFlow::Break(());
+                    return Ok(ControlFlow::Break(()));
                 }
             }
             Event::Close { side, .. } => closed_by = closed_by.or(Some(side)),
-            Event::Open { .. } => {}
         }
-        ControlFlow::Continue(())
+        Ok(ControlFlow::Continue(()))
     })?;
     let peers = peers.ok_or_else(|| not_found(id))?;
     Ok((

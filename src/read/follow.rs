@@ -6,25 +6,12 @@
 //! running rawprox is a live view. The payload renderers are public for
 //! the MCP reading tools.
 
-use super::decode::{ConnId, Line, Time, parse_line, peek_conn_id, peek_is_data};
-use super::input::{Input, Piece, Skipped, read_lines};
-use super::track::Tracker;
+use super::decode::{ConnId, Time};
+use super::input::{Input, Skipped};
+use super::pipeline::{Event, Selection, events};
 use super::{Error, Side};
 use std::io::Write;
 use std::ops::ControlFlow;
-
-/// Which connections to show: all when `ids` is empty and `port` is `None`.
-#[derive(Debug, Default, Clone)]
-pub struct Selection {
-    pub ids: Vec<ConnId>,
-    pub port: Option<u16>,
-}
-
-impl Selection {
-    fn wants_id(&self, id: &ConnId) -> bool {
-        self.ids.is_empty() || self.ids.contains(id)
-    }
-}
 
 /// Wireshark's colours: client to target red, target to client blue.
 const RED: &str = "\x1b[31m";
@@ -32,189 +19,71 @@ const BLUE: &str = "\x1b[34m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
-/// Per connection: how far each side's stream has got (hex offsets).
-#[derive(Default)]
-struct Streams {
-    offsets: [u64; 2],
-}
-
 /// Writes the conversations of the selected connections in `inputs` to
 /// `out`, in colour when `colour`, flushing after each read of the input.
+/// A named ConnID that the input does not hold is an error (SPEC §9).
 pub fn follow(
     inputs: &[Input],
     select: &Selection,
     colour: bool,
     out: &mut impl Write,
 ) -> Result<Skipped, Error> {
-    let mut skipped = Skipped::default();
-    let mut tracker: Tracker<Streams> = Tracker::default();
-    let mut scratch = Vec::new();
     let mut text = String::new();
-    let mut failed: Option<std::io::Error> = None;
-    read_lines(inputs, |place, piece| {
-        let raw = match piece {
-            Piece::Line(raw) => raw,
-            Piece::Unusable(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-            Piece::Caught => {
-                return match out.flush() {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(e) => {
-                        failed = Some(e);
-                        ControlFlow::Break(())
-                    }
-                };
-            }
-        };
-        // Other connections' lines, known by their ConnID, go unparsed.
-        if let Some(id) = peek_conn_id(raw)
-            && (!select.wants_id(&id)
-                || (select.port.is_some() && peek_is_data(raw) && !tracker.contains(&id)))
-        {
-            return ControlFlow::Continue(());
-        }
-        let line = match parse_line(raw) {
-            Ok(line) => line,
-            Err(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-        };
+    let mut found: Vec<ConnId> = Vec::new();
+    // Per connection: how far each side's stream has got (hex offsets).
+    let skipped = events::<[u64; 2]>(inputs, select, |event| {
         text.clear();
-        let time = match line {
-            Line::Open {
-                time,
-                conn_id,
-                from,
-                to,
-                listen_port,
-            } => {
-                if !select.wants_id(&conn_id) || select.port.is_some_and(|p| p != listen_port) {
-                    return ControlFlow::Continue(());
+        match event {
+            Event::Open { id, time, conn } => {
+                if !select.ids.is_empty() && !found.contains(&id) {
+                    found.push(id);
                 }
-                tracker.insert(conn_id, time, &from, &to, true, Streams::default());
+                let port = conn.listen_port.filter(|_| conn.opened);
                 header(
                     &mut text,
                     colour,
-                    conn_id,
-                    Some(listen_port),
-                    &from,
-                    &to,
+                    id,
+                    port,
+                    &conn.client,
+                    &conn.target,
                     time,
                 );
-                time
             }
-            Line::Data {
+            Event::Data {
+                id,
                 time,
-                conn_id,
-                data,
-                from,
-                to,
+                side,
+                bytes,
+                conn,
             } => {
-                let decoded = match data.decode_in(&mut scratch) {
-                    Ok(decoded) => decoded,
-                    Err(why) => {
-                        skipped.note(place, why);
-                        return ControlFlow::Continue(());
-                    }
-                };
-                if !adopt(
-                    &mut tracker,
-                    select,
-                    conn_id,
-                    time,
-                    &from,
-                    &to,
-                    &mut text,
-                    colour,
-                ) {
-                    return ControlFlow::Continue(());
-                }
-                let conn = tracker.get_mut(&conn_id).expect("adopted above");
-                conn.last = time;
-                let side = conn.side_of(&from);
-                let offset = &mut conn.state.offsets[side as usize];
-                message(&mut text, colour, conn_id, side, time, decoded, *offset);
-                *offset += decoded.len() as u64;
-                time
+                let offset = &mut conn.state[side as usize];
+                message(&mut text, colour, id, side, time, bytes, *offset);
+                *offset += bytes.len() as u64;
             }
-            Line::Close {
-                time,
-                conn_id,
-                from,
-                to,
-            } => {
-                if !adopt(
-                    &mut tracker,
-                    select,
-                    conn_id,
-                    time,
-                    &from,
-                    &to,
-                    &mut text,
-                    colour,
-                ) {
-                    return ControlFlow::Continue(());
-                }
-                let conn = tracker.get_mut(&conn_id).expect("adopted above");
-                conn.last = time;
-                let side = conn.side_of(&from);
+            Event::Close { id, time, side, .. } => {
                 if colour {
                     text.push_str(BOLD);
                 }
-                text.push_str(&format!(
-                    "== {conn_id} {} closed first, at {time}",
-                    side.name()
-                ));
+                text.push_str(&format!("== {id} {} closed first, at {time}", side.name()));
                 if colour {
                     text.push_str(RESET);
                 }
                 text.push('\n');
-                tracker.close(conn_id, side);
-                time
             }
-            Line::RunStart | Line::RunEnd | Line::Other => return ControlFlow::Continue(()),
-        };
-        tracker.retire_due(time, |_, _| {});
-        if let Err(e) = out.write_all(text.as_bytes()) {
-            failed = Some(e);
-            return ControlFlow::Break(());
+            Event::Retired { .. } => return Ok(ControlFlow::Continue(())),
+            Event::Caught => {
+                out.flush().map_err(Error::output)?;
+                return Ok(ControlFlow::Continue(()));
+            }
         }
-        ControlFlow::Continue(())
+        out.write_all(text.as_bytes()).map_err(Error::output)?;
+        Ok(ControlFlow::Continue(()))
     })?;
-    if let Some(e) = failed {
-        return Err(Error::output(e));
-    }
     out.flush().map_err(Error::output)?;
+    if let Some(missing) = select.ids.iter().find(|id| !found.contains(id)) {
+        return Err(super::extract::not_found(*missing));
+    }
     Ok(skipped)
-}
-
-/// Makes sure a data or close line's connection is followed: a connection
-/// whose `open` is not in the input is taken up at its first line (with a
-/// header), unless a port is selected (its port is not known). False when
-/// the line is not to be shown.
-#[allow(clippy::too_many_arguments)]
-fn adopt(
-    tracker: &mut Tracker<Streams>,
-    select: &Selection,
-    id: ConnId,
-    time: Time,
-    from: &str,
-    to: &str,
-    text: &mut String,
-    colour: bool,
-) -> bool {
-    if tracker.contains(&id) {
-        return true;
-    }
-    if select.port.is_some() || !select.wants_id(&id) {
-        return false;
-    }
-    tracker.insert(id, time, from, to, false, Streams::default());
-    header(text, colour, id, None, from, to, time);
-    true
 }
 
 fn header(
@@ -426,6 +295,16 @@ mod tests {
                 port: None,
             },
             true,
+        );
+        let mut out = Vec::new();
+        let unknown = Selection {
+            ids: vec![ConnId(*b"0000000Z")],
+            port: None,
+        };
+        let err = follow(&[Input::Bytes(log())], &unknown, false, &mut out).unwrap_err();
+        assert!(
+            matches!(&err, Error::Message(m) if m.contains("no connection 0000000Z")),
+            "{err}"
         );
         assert!(!ids.contains("0000000A"), "{ids}");
         assert!(ids.contains(&format!("{RED}>> 0000000B")), "{ids:?}");

@@ -1,11 +1,17 @@
 //! Where log lines come from (SPEC §9): files, directories (their `*.ndjson`
 //! files in name order) and standard input, read as a stream of lines in a
 //! buffer of fixed size, so memory never follows the size of a log. Also
-//! the count of skipped lines and the progress line on a terminal.
+//! the count of skipped lines and files, and the progress line on a terminal.
+//!
+//! Only regular files are read, each once (by identity: a link to a file
+//! already listed adds nothing), each up to the size it had when it was
+//! listed; a directory is never entered twice, so a link cycle ends.
 
 use super::Error;
 use super::decode::{Bad, MAX_LINE_BYTES};
-use std::fs::File;
+use crate::sys::{self, FileId};
+use std::collections::HashSet;
+use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -18,83 +24,245 @@ const READ_CHUNK: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub enum Input {
     Stdin,
-    File(PathBuf),
+    /// A log file, read up to `len` bytes (its size when listed: a file
+    /// still being written does not keep the reader going). A file `found`
+    /// in a directory that cannot be opened when its turn comes is skipped
+    /// and counted; a named one is an error. `len` is `None` for a named
+    /// pipe (`<(command)`), read to its end.
+    File {
+        path: PathBuf,
+        len: Option<u64>,
+        found: bool,
+    },
+    /// Something in a directory that is not read, and why: counted as
+    /// skipped when its turn comes.
+    Unread {
+        path: PathBuf,
+        why: String,
+    },
     /// Bytes already in memory (tests, the fuzz target).
     Bytes(Vec<u8>),
 }
 
 impl Input {
+    /// A named log file, as a test or a caller that checked it gives it.
+    pub fn file(path: impl Into<PathBuf>) -> Input {
+        Input::File {
+            path: path.into(),
+            len: None,
+            found: false,
+        }
+    }
+
     /// The name used in messages.
     pub fn name(&self) -> String {
         match self {
             Input::Stdin => "<stdin>".into(),
-            Input::File(path) => path.display().to_string(),
+            Input::File { path, .. } | Input::Unread { path, .. } => path.display().to_string(),
             Input::Bytes(_) => "<memory>".into(),
         }
+    }
+
+    /// True when this input is the file at `path`, by any name or link.
+    pub fn is_file(&self, path: &Path) -> bool {
+        let Input::File { path: mine, .. } = self else {
+            return false;
+        };
+        let id = |p: &Path| fs::metadata(p).ok().and_then(|m| sys::file_id(p, &m));
+        id(mine).is_some_and(|mine| id(path) == Some(mine))
     }
 }
 
 /// Turns the command line's INPUT arguments into inputs: none or `-` is
 /// standard input, a directory is its `*.ndjson` files (subdirectories too,
 /// as `--filename-format` may make them) in name order, anything else a
-/// file. Each file is opened once here, so a missing or unreadable one is
-/// an error before anything is read.
+/// file. A named file that cannot be opened, or that is neither a regular
+/// file nor a pipe, is an error before anything is read.
 pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
     if args.is_empty() {
         return Ok(vec![Input::Stdin]);
     }
     let mut inputs = Vec::new();
+    let mut seen = Seen::default();
     for arg in args {
         if arg == "-" {
             inputs.push(Input::Stdin);
             continue;
         }
         let path = Path::new(arg);
-        if path.is_dir() {
-            let mut files = Vec::new();
-            log_files(path, &mut files)
-                .map_err(|e| Error::Message(format!("cannot read directory {arg}: {e}")))?;
-            files.sort();
-            inputs.extend(files.into_iter().map(Input::File));
+        let meta =
+            fs::metadata(path).map_err(|e| Error::Message(format!("cannot open {arg}: {e}")))?;
+        if meta.is_dir() {
+            let before = inputs.len();
+            let mut others = 0;
+            let mut found = Vec::new();
+            walk(
+                path,
+                &meta,
+                &mut seen,
+                &mut Vec::new(),
+                &mut found,
+                &mut others,
+            )
+            .map_err(|e| Error::Message(format!("cannot read directory {arg}: {e}")))?;
+            found.sort_by(|a, b| a.path().cmp(b.path()));
+            for found in found {
+                match found {
+                    Found::Unread(path, why) => inputs.push(Input::Unread { path, why }),
+                    Found::Log(path, meta) => match sys::file_id(&path, &meta) {
+                        Some(id) if seen.files.contains(&id) => {} // read once already
+                        id => {
+                            seen.files.extend(id);
+                            inputs.push(Input::File {
+                                path,
+                                len: Some(meta.len()),
+                                found: true,
+                            });
+                        }
+                    },
+                }
+            }
+            if inputs.len() == before && others > 0 {
+                inputs.push(Input::Unread {
+                    path: path.to_path_buf(),
+                    why: format!(
+                        "holds no .ndjson file ({others} other files): only *.ndjson files are read"
+                    ),
+                });
+            }
+            continue;
+        }
+        // The file itself is opened here, so that a missing or unreadable
+        // one is an error before anything is read.
+        File::open(path).map_err(|e| Error::Message(format!("cannot open {arg}: {e}")))?;
+        let len = if meta.is_file() {
+            Some(meta.len())
+        } else if is_pipe(&meta) {
+            None
         } else {
-            inputs.push(Input::File(path.to_path_buf()));
+            return Err(Error::Message(format!(
+                "{arg} is not a regular file: give a log file, a directory or -"
+            )));
+        };
+        if let Some(id) = sys::file_id(path, &meta)
+            && !seen.files.insert(id)
+        {
+            continue; // the same file named twice: read once
         }
-    }
-    for input in &inputs {
-        if let Input::File(path) = input {
-            File::open(path)
-                .map_err(|e| Error::Message(format!("cannot open {}: {e}", path.display())))?;
-        }
+        inputs.push(Input::File {
+            path: path.to_path_buf(),
+            len,
+            found: false,
+        });
     }
     Ok(inputs)
 }
 
-/// The `*.ndjson` files under `dir`, at any depth.
-fn log_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            log_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "ndjson") {
-            out.push(path);
+#[cfg(unix)]
+fn is_pipe(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_pipe(_: &fs::Metadata) -> bool {
+    false
+}
+
+/// The files and directories already listed.
+#[derive(Default)]
+struct Seen {
+    files: HashSet<FileId>,
+    dirs: HashSet<FileId>,
+}
+
+/// The `*.ndjson` regular files under `dir`, at any depth, following links
+/// but entering no directory twice; `ancestors` are the directories being
+/// walked, so a link back to one is named as a cycle. Other files are
+/// counted in `others`; a `*.ndjson` that is not a regular file, or whose
+/// link leads nowhere, is listed as `Unread`.
+fn walk(
+    dir: &Path,
+    meta: &fs::Metadata,
+    seen: &mut Seen,
+    ancestors: &mut Vec<(FileId, PathBuf)>,
+    found: &mut Vec<Found>,
+    others: &mut usize,
+) -> io::Result<()> {
+    let id = sys::file_id(dir, meta);
+    if let Some(id) = &id {
+        if !seen.dirs.insert(id.clone()) {
+            if let Some((_, first)) = ancestors.iter().find(|(a, _)| a == id) {
+                found.push(Found::Unread(
+                    dir.to_path_buf(),
+                    format!(
+                        "a link back to {} (a directory cycle): not entered",
+                        first.display()
+                    ),
+                ));
+            }
+            return Ok(());
         }
+        ancestors.push((id.clone(), dir.to_path_buf()));
+    }
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        entries.push(entry?.path());
+    }
+    for path in entries {
+        let is_log = path.extension().is_some_and(|e| e == "ndjson");
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                // A subdirectory that cannot be read is skipped, not fatal.
+                if let Err(e) = walk(&path, &meta, seen, ancestors, found, others) {
+                    found.push(Found::Unread(path, format!("cannot read directory: {e}")));
+                }
+            }
+            Ok(meta) if meta.is_file() && is_log => found.push(Found::Log(path, meta)),
+            Ok(_) if is_log => {
+                found.push(Found::Unread(path, "not a regular file: not read".into()))
+            }
+            Err(e) if is_log => found.push(Found::Unread(path, format!("cannot open: {e}"))),
+            _ => *others += 1,
+        }
+    }
+    if id.is_some() {
+        ancestors.pop();
     }
     Ok(())
 }
 
-/// Lines skipped and counted (SPEC §9), and the first one's place.
+/// What a directory walk finds: a log file to read, or a path not read.
+enum Found {
+    Log(PathBuf, fs::Metadata),
+    Unread(PathBuf, String),
+}
+
+impl Found {
+    fn path(&self) -> &Path {
+        match self {
+            Found::Log(path, _) | Found::Unread(path, _) => path,
+        }
+    }
+}
+
+/// Lines and files skipped and counted (SPEC §9), and the first one's place.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Skipped {
     pub count: u64,
-    /// Input name, line number (from 1), why.
-    pub first: Option<(String, u64, Bad)>,
+    /// Input name, line number (from 1; 0 for a whole file), why.
+    pub first: Option<(String, u64, String)>,
 }
 
 impl Skipped {
     pub fn note(&mut self, place: &Place, why: Bad) {
+        self.note_at(place.input.name(), place.line, why.to_string());
+    }
+
+    fn note_at(&mut self, name: String, line: u64, why: String) {
         self.count += 1;
         if self.first.is_none() {
-            self.first = Some((place.input.name(), place.line, why));
+            self.first = Some((name, line, why));
         }
     }
 
@@ -102,8 +270,12 @@ impl Skipped {
     pub fn message(&self) -> Option<String> {
         let (name, line, why) = self.first.as_ref()?;
         let lines = if self.count == 1 { "line" } else { "lines" };
+        let place = match line {
+            0 => name.clone(),
+            n => format!("{name} line {n}"),
+        };
         Some(format!(
-            "Skipped {} unreadable {lines}; the first is {name} line {line}: {why}",
+            "Skipped {} unreadable {lines}; the first is {place}: {why}",
             self.count
         ))
     }
@@ -228,22 +400,47 @@ impl<R: Read> Lines<R> {
     }
 }
 
-/// Reads every input in turn and hands each piece to `each` with its place
-/// (the caller counts `Unusable` ones in its `Skipped`). `Caught` comes
-/// after each read is used up (a live view flushes then). `each` may stop
-/// the reading early with `ControlFlow::Break`.
+/// Reads every input in turn and hands each line to `each` with its
+/// place and the count of skipped lines (for the lines it cannot use
+/// either); lines that cannot be used, and files that cannot be read, are
+/// counted there before `each` sees anything, and the count is returned. `Caught` comes after each read is used up (a live
+/// view flushes then). `each` may stop the reading early with
+/// `ControlFlow::Break`.
 pub fn read_lines(
     inputs: &[Input],
-    mut each: impl FnMut(&Place, Piece) -> ControlFlow<()>,
-) -> Result<(), Error> {
+    mut each: impl FnMut(&Place, Piece, &mut Skipped) -> ControlFlow<()>,
+) -> Result<Skipped, Error> {
+    let mut skipped = Skipped::default();
     let mut progress = Progress::new(inputs);
     for input in inputs {
         let source: Box<dyn Read> = match input {
             Input::Stdin => Box::new(io::stdin().lock()),
-            Input::File(path) => Box::new(
-                File::open(path)
-                    .map_err(|e| Error::Message(format!("cannot open {}: {e}", path.display())))?,
-            ),
+            Input::File { path, len, found } => {
+                let opened = match len {
+                    Some(_) => sys::open_regular(path),
+                    None => File::open(path),
+                };
+                match (opened, len) {
+                    (Ok(file), Some(len)) => Box::new(file.take(*len)),
+                    (Ok(file), None) => Box::new(file),
+                    // SPEC §9: a file that vanished from a directory, or
+                    // cannot be opened now, is skipped and counted.
+                    (Err(e), _) if *found => {
+                        skipped.note_at(input.name(), 0, format!("cannot open: {e}"));
+                        continue;
+                    }
+                    (Err(e), _) => {
+                        return Err(Error::Message(format!(
+                            "cannot open {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            Input::Unread { why, .. } => {
+                skipped.note_at(input.name(), 0, why.clone());
+                continue;
+            }
             Input::Bytes(bytes) => Box::new(bytes.as_slice()),
         };
         // Bytes in memory need no buffer bigger than themselves.
@@ -263,18 +460,23 @@ pub fn read_lines(
                     if let Some(p) = progress.as_mut() {
                         p.show(lines.bytes_read);
                     }
-                    each(&place, Piece::Caught)
+                    each(&place, Piece::Caught, &mut skipped)
+                }
+                Some(Piece::Unusable(why)) => {
+                    place.line += 1;
+                    skipped.note(&place, why);
+                    ControlFlow::Continue(())
                 }
                 Some(piece) => {
                     place.line += 1;
-                    each(&place, piece)
+                    each(&place, piece, &mut skipped)
                 }
             };
             if flow.is_break() {
                 if let Some(p) = progress.as_mut() {
                     p.clear();
                 }
-                return Ok(());
+                return Ok(skipped);
             }
         }
         if let Some(p) = progress.as_mut() {
@@ -284,11 +486,13 @@ pub fn read_lines(
     if let Some(p) = progress.as_mut() {
         p.clear();
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// SPEC §9: with files as input and stderr a terminal, a run that takes more
 /// than a second shows how much it has read, on one line it clears at the end.
+/// Not when stdout is a terminal too: output lines would land on its line
+/// (and there the output shows the progress).
 struct Progress {
     total: u64,
     /// Bytes of the inputs already finished.
@@ -299,13 +503,18 @@ struct Progress {
 
 impl Progress {
     fn new(inputs: &[Input]) -> Option<Progress> {
-        if !io::stderr().is_terminal() || inputs.iter().any(|i| !matches!(i, Input::File(_))) {
+        if !io::stderr().is_terminal()
+            || io::stdout().is_terminal()
+            || inputs
+                .iter()
+                .any(|i| matches!(i, Input::Stdin | Input::Bytes(_)))
+        {
             return None;
         }
         let total = inputs
             .iter()
             .filter_map(|i| match i {
-                Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+                Input::File { len, .. } => *len,
                 _ => None,
             })
             .sum();
@@ -410,7 +619,7 @@ mod tests {
 
     #[test]
     fn skipped_names_the_first() {
-        let input = Input::File("logs/a.ndjson".into());
+        let input = Input::file("logs/a.ndjson");
         let mut skipped = Skipped::default();
         assert_eq!(skipped.message(), None);
         skipped.note(

@@ -2,10 +2,12 @@
 //! counts and how it ended; an aligned table for people or one JSON object
 //! per row. `connections` is the library side, for the MCP tools too.
 
-use super::decode::{ConnId, Line, Time, parse_line};
-use super::input::{Input, Piece, Skipped, read_lines};
+use super::decode::{ConnId, Time};
+use super::input::{Input, Skipped};
+use super::pipeline::{self, Event, Selection, events};
+use super::track::Conn;
 use super::{Error, Side};
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -66,194 +68,199 @@ impl ConnRow {
     }
 }
 
-/// Every connection of `inputs` (those of listen port `port`, if given), in
-/// open order, and the lines skipped on the way. Holds one row per
-/// connection; reads everything, so data that does not decode is counted.
-pub fn connections(inputs: &[Input], port: Option<u16>) -> Result<(Vec<ConnRow>, Skipped), Error> {
-    let mut rows: Vec<ConnRow> = Vec::new();
-    // ConnID -> its row (the latest connection with that ID), or `None` for
-    // a connection another port's filter left out.
-    let mut by_id: HashMap<ConnId, Option<usize>> = HashMap::new();
-    let mut skipped = Skipped::default();
-    let mut scratch = Vec::new();
-    read_lines(inputs, |place, piece| {
-        let bytes = match piece {
-            Piece::Line(bytes) => bytes,
-            Piece::Unusable(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-            Piece::Caught => return ControlFlow::Continue(()),
-        };
-        let line = match parse_line(bytes) {
-            Ok(line) => line,
-            Err(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-        };
-        match line {
-            Line::Open {
-                time,
-                conn_id,
-                from,
-                to,
-                listen_port,
-            } => {
-                let keep = port.is_none_or(|p| p == listen_port);
-                by_id.insert(conn_id, keep.then_some(rows.len()));
-                if keep {
-                    rows.push(ConnRow {
-                        conn_id,
-                        listen_port: Some(listen_port),
-                        client: from.into_owned(),
-                        target: to.into_owned(),
-                        open_time: time,
-                        last_time: time,
-                        close_time: None,
-                        closed_by: None,
-                        bytes_client_to_target: 0,
-                        bytes_target_to_client: 0,
-                    });
-                }
-            }
-            Line::Data {
-                time,
-                conn_id,
-                data,
-                from,
-                to,
-            } => {
-                let decoded = match data.decode_in(&mut scratch) {
-                    Ok(decoded) => decoded,
-                    Err(why) => {
-                        skipped.note(place, why);
-                        return ControlFlow::Continue(());
-                    }
-                };
-                let Some(row) = row_of(&mut rows, &mut by_id, port, conn_id, time, &from, &to)
-                else {
-                    return ControlFlow::Continue(());
-                };
-                row.last_time = time;
-                if *from == *row.client {
-                    row.bytes_client_to_target += decoded.len() as u64;
-                } else {
-                    row.bytes_target_to_client += decoded.len() as u64;
-                }
-            }
-            Line::Close {
-                time,
-                conn_id,
-                from,
-                to,
-            } => {
-                let Some(row) = row_of(&mut rows, &mut by_id, port, conn_id, time, &from, &to)
-                else {
-                    return ControlFlow::Continue(());
-                };
-                row.last_time = time;
-                if row.close_time.is_none() {
-                    row.close_time = Some(time);
-                    row.closed_by = Some(if *from == *row.client {
-                        Side::Client
-                    } else {
-                        Side::Target
-                    });
-                }
-            }
-            Line::RunStart | Line::RunEnd | Line::Other => {}
+/// What `list` counts of a connection while it is open.
+#[derive(Default)]
+struct Tally {
+    open_time: Time,
+    close_time: Option<Time>,
+    bytes: [u64; 2],
+}
+
+impl ConnRow {
+    fn of(conn_id: ConnId, conn: Conn<Tally>) -> ConnRow {
+        ConnRow {
+            conn_id,
+            listen_port: conn.listen_port,
+            client: conn.client.into(),
+            target: conn.target.into(),
+            open_time: conn.state.open_time,
+            last_time: conn.last.max(conn.state.open_time),
+            close_time: conn.state.close_time,
+            closed_by: conn.closed_by,
+            bytes_client_to_target: conn.state.bytes[Side::Client as usize],
+            bytes_target_to_client: conn.state.bytes[Side::Target as usize],
         }
-        ControlFlow::Continue(())
+    }
+}
+
+/// Hands `each` a row per connection of `inputs` (those of listen port
+/// `port`, if given), in open order, once the connection is retired; a row
+/// that closed behind a still-open earlier connection waits for it (SPEC
+/// §9). Returns the lines skipped; every data line is decoded, so data
+/// that does not decode is counted.
+pub fn connections(
+    inputs: &[Input],
+    port: Option<u16>,
+    mut each: impl FnMut(ConnRow) -> pipeline::Flow,
+) -> Result<Skipped, Error> {
+    // Rows in open order, from the connection numbered `first` on; `None`
+    // while that connection is still held by the pipeline.
+    let mut waiting: VecDeque<Option<ConnRow>> = VecDeque::new();
+    let mut first = 1u64;
+    let select = Selection { ids: vec![], port };
+    events::<Tally>(inputs, &select, |event| {
+        match event {
+            Event::Open { time, conn, .. } => {
+                conn.state.open_time = time;
+                if waiting.is_empty() {
+                    first = conn.generation;
+                }
+                waiting.push_back(None);
+            }
+            Event::Data {
+                side, bytes, conn, ..
+            } => conn.state.bytes[side as usize] += bytes.len() as u64,
+            Event::Close { time, conn, .. } => conn.state.close_time = Some(time),
+            Event::Retired { id, conn } => {
+                let at = conn.generation.checked_sub(first).map(|n| n as usize);
+                // Every retired connection was opened, so it has its slot.
+                if let Some(slot) = at.and_then(|at| waiting.get_mut(at)) {
+                    *slot = Some(ConnRow::of(id, conn));
+                }
+                while let Some(Some(_)) = waiting.front() {
+                    let row = waiting.pop_front().flatten().expect("checked");
+                    first += 1;
+                    if each(row)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+            }
+            Event::Caught => {}
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+}
+
+/// Every row of `connections`, in a `Vec`.
+pub fn all_connections(
+    inputs: &[Input],
+    port: Option<u16>,
+) -> Result<(Vec<ConnRow>, Skipped), Error> {
+    let mut rows = Vec::new();
+    let skipped = connections(inputs, port, |row| {
+        rows.push(row);
+        Ok(ControlFlow::Continue(()))
     })?;
     Ok((rows, skipped))
 }
 
-/// The row of a data or close line; a connection whose `open` is not in
-/// the input gets a row at its first line (not when a port filter is set).
-fn row_of<'r>(
-    rows: &'r mut Vec<ConnRow>,
-    by_id: &mut HashMap<ConnId, Option<usize>>,
-    port: Option<u16>,
-    conn_id: ConnId,
-    time: Time,
-    from: &str,
-    to: &str,
-) -> Option<&'r mut ConnRow> {
-    let index = match by_id.get(&conn_id) {
-        Some(index) => (*index)?,
-        None => {
-            let index = port.is_none().then_some(rows.len());
-            by_id.insert(conn_id, index);
-            index?;
-            rows.push(ConnRow {
-                conn_id,
-                listen_port: None,
-                client: from.to_owned(),
-                target: to.to_owned(),
-                open_time: time,
-                last_time: time,
-                close_time: None,
-                closed_by: None,
-                bytes_client_to_target: 0,
-                bytes_target_to_client: 0,
-            });
-            rows.len() - 1
+/// Rows a `Table` holds to size its columns before it writes any.
+const ROWS_TO_SIZE: usize = 1000;
+
+/// An aligned table written as rows come: the first `ROWS_TO_SIZE` rows
+/// (or all, if fewer) set the column widths; a later, wider cell widens its
+/// own line only. So memory stays bounded however many rows there are.
+pub struct Table<W: Write> {
+    out: W,
+    held: Vec<[String; 9]>,
+    widths: Option<[usize; 9]>,
+}
+
+const HEADER: [&str; 9] = [
+    "CONNID", "PORT", "CLIENT", "TARGET", "OPENED", "SECONDS", "CLIENT>", "TARGET>", "END",
+];
+/// Numbers right-aligned: port, seconds, the two byte counts.
+const RIGHT: [bool; 9] = [false, true, false, false, false, true, true, true, false];
+
+impl<W: Write> Table<W> {
+    pub fn new(out: W) -> Self {
+        Table {
+            out,
+            held: Vec::new(),
+            widths: None,
         }
-    };
-    rows.get_mut(index)
+    }
+
+    pub fn push(&mut self, row: &ConnRow) -> std::io::Result<()> {
+        let cells = cells(row);
+        match self.widths {
+            Some(widths) => write_row(
+                &mut self.out,
+                &widths,
+                &cells.each_ref().map(String::as_str),
+            ),
+            None => {
+                self.held.push(cells);
+                if self.held.len() >= ROWS_TO_SIZE {
+                    self.size_and_write()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what is held (the header, at least) and hands back the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if self.widths.is_none() {
+            self.size_and_write()?;
+        }
+        Ok(self.out)
+    }
+
+    fn size_and_write(&mut self) -> std::io::Result<()> {
+        let mut widths = HEADER.map(str::len);
+        for row in &self.held {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        self.widths = Some(widths);
+        write_row(&mut self.out, &widths, &HEADER)?;
+        for row in std::mem::take(&mut self.held) {
+            write_row(&mut self.out, &widths, &row.each_ref().map(String::as_str))?;
+        }
+        Ok(())
+    }
+}
+
+fn cells(r: &ConnRow) -> [String; 9] {
+    [
+        r.conn_id.to_string(),
+        r.listen_port.map_or("?".into(), |p| p.to_string()),
+        r.client.clone(),
+        r.target.clone(),
+        r.open_time.to_string(),
+        format!("{:.3}", r.duration_seconds()),
+        r.bytes_client_to_target.to_string(),
+        r.bytes_target_to_client.to_string(),
+        r.end().to_string(),
+    ]
+}
+
+fn write_row(out: &mut impl Write, widths: &[usize; 9], row: &[&str; 9]) -> std::io::Result<()> {
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        if i > 0 {
+            line.push_str("  ");
+        }
+        if i == row.len() - 1 {
+            line.push_str(cell);
+        } else if RIGHT[i] {
+            line.push_str(&format!("{cell:>w$}", w = widths[i]));
+        } else {
+            line.push_str(&format!("{cell:<w$}", w = widths[i]));
+        }
+    }
+    writeln!(out, "{line}")
 }
 
 /// Writes the rows as an aligned table with a header line.
 pub fn write_table(rows: &[ConnRow], out: &mut impl Write) -> std::io::Result<()> {
-    let header = [
-        "CONNID", "PORT", "CLIENT", "TARGET", "OPENED", "SECONDS", "CLIENT>", "TARGET>", "END",
-    ];
-    let cells: Vec<[String; 9]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.conn_id.to_string(),
-                r.listen_port.map_or("?".into(), |p| p.to_string()),
-                r.client.clone(),
-                r.target.clone(),
-                r.open_time.to_string(),
-                format!("{:.3}", r.duration_seconds()),
-                r.bytes_client_to_target.to_string(),
-                r.bytes_target_to_client.to_string(),
-                r.end().to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    let mut table = Table::new(out);
+    for row in rows {
+        table.push(row)?;
     }
-    // Numbers right-aligned: port, seconds, the two byte counts.
-    let right = [false, true, false, false, false, true, true, true, false];
-    let mut write_row = |row: &[&str]| -> std::io::Result<()> {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if i == row.len() - 1 {
-                line.push_str(cell);
-            } else if right[i] {
-                line.push_str(&format!("{cell:>w$}", w = widths[i]));
-            } else {
-                line.push_str(&format!("{cell:<w$}", w = widths[i]));
-            }
-        }
-        writeln!(out, "{line}")
-    };
-    write_row(&header)?;
-    for row in &cells {
-        write_row(&row.each_ref().map(String::as_str))?;
-    }
-    Ok(())
+    table.finish().map(|_| ())
 }
 
 #[cfg(test)]
@@ -279,7 +286,7 @@ mod tests {
     #[test]
     fn rows_count_bytes_and_ends() {
         let inputs = [Input::Bytes(LOG.as_bytes().to_vec())];
-        let (rows, skipped) = connections(&inputs, None).unwrap();
+        let (rows, skipped) = all_connections(&inputs, None).unwrap();
         assert_eq!(skipped.count, 1);
         assert_eq!(skipped.first.as_ref().map(|f| f.1), Some(5));
         let ids: Vec<&str> = rows.iter().map(|r| r.conn_id.as_str()).collect();
@@ -290,7 +297,7 @@ mod tests {
         assert_eq!(a.duration_seconds(), 2.0);
         assert_eq!(rows[1].closed_by, None);
         assert_eq!(rows[2].listen_port, None);
-        let (rows, _) = connections(&inputs, Some(8081)).unwrap();
+        let (rows, _) = all_connections(&inputs, Some(8081)).unwrap();
         assert_eq!(rows.len(), 1);
         let json: serde_json::Value = serde_json::from_str(&rows[0].to_json()).unwrap();
         assert_eq!(json["closed_by"], serde_json::Value::Null);

@@ -9,9 +9,10 @@
 //! link type RAW so IPv4 and IPv6 packets share it, enhanced packet blocks,
 //! name resolution blocks): four block types do not need a crate.
 
-use super::decode::{ConnId, Line, Time, parse_line, peek_conn_id, peek_is_data};
-use super::input::{Input, Piece, Skipped, read_lines};
-use super::track::{Conn, Tracker};
+use super::decode::{ConnId, Time};
+use super::input::{Input, Skipped};
+use super::pipeline::{Event, Selection, events};
+use super::track::Conn;
 use super::{Error, Side};
 use std::collections::HashMap;
 use std::io::Write;
@@ -85,125 +86,32 @@ pub fn write_pcap(
         stats: PcapStats::default(),
     };
     w.headers().map_err(Error::output)?;
-    let mut skipped = Skipped::default();
-    let mut tracker: Tracker<Flow> = Tracker::default();
-    let mut scratch = Vec::new();
-    let mut failed: Option<std::io::Error> = None;
-    read_lines(inputs, |place, piece| {
-        let raw = match piece {
-            Piece::Line(raw) => raw,
-            Piece::Unusable(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-            Piece::Caught => return ControlFlow::Continue(()),
-        };
-        if port.is_some()
-            && peek_is_data(raw)
-            && peek_conn_id(raw).is_some_and(|id| !tracker.contains(&id))
-        {
-            // A connection of another port: its data goes unparsed.
-            return ControlFlow::Continue(());
-        }
-        let line = match parse_line(raw) {
-            Ok(line) => line,
-            Err(why) => {
-                skipped.note(place, why);
-                return ControlFlow::Continue(());
-            }
-        };
-        let done = match line {
-            Line::Open {
+    let select = Selection { ids: vec![], port };
+    let skipped = events::<Option<Flow>>(inputs, &select, |event| {
+        match event {
+            Event::Open { id, time, conn } => w.open(id, time, conn),
+            Event::Data {
                 time,
-                conn_id,
-                from,
-                to,
-                listen_port,
-            } => {
-                if port.is_some_and(|p| p != listen_port) {
-                    return ControlFlow::Continue(());
-                }
-                let comment = format!("ConnID {conn_id} (listen port {listen_port})");
-                w.open(&mut tracker, conn_id, time, &from, &to, true, comment)
-                    .and_then(|_| {
-                        let conn = tracker.get_mut(&conn_id).expect("just opened");
-                        w.handshake(time, &mut conn.state)
-                    })
-                    .map(|_| time)
-            }
-            Line::Data {
-                time,
-                conn_id,
-                data,
-                from,
-                to,
-            } => {
-                let decoded = match data.decode_in(&mut scratch) {
-                    Ok(decoded) => decoded,
-                    Err(why) => {
-                        skipped.note(place, why);
-                        return ControlFlow::Continue(());
-                    }
-                };
-                match w.adopt(&mut tracker, port, conn_id, time, &from, &to) {
-                    Ok(true) => {
-                        let conn = tracker.get_mut(&conn_id).expect("adopted");
-                        conn.last = time;
-                        let side = conn.side_of(&from);
-                        w.data(time, &mut conn.state, side, decoded).map(|_| time)
-                    }
-                    Ok(false) => return ControlFlow::Continue(()),
-                    Err(e) => Err(e),
-                }
-            }
-            Line::Close {
-                time,
-                conn_id,
-                from,
-                to,
-            } => match w.adopt(&mut tracker, port, conn_id, time, &from, &to) {
-                Ok(true) => {
-                    let conn = tracker.get_mut(&conn_id).expect("adopted");
-                    conn.last = time;
-                    let side = conn.side_of(&from);
-                    let first = conn.closed_by.is_none();
-                    tracker.close(conn_id, side);
-                    let conn = tracker.get_mut(&conn_id).expect("still held");
-                    if first {
-                        w.fin(time, &mut conn.state, side).map(|_| time)
-                    } else {
-                        Ok(time)
-                    }
-                }
-                Ok(false) => return ControlFlow::Continue(()),
-                Err(e) => Err(e),
+                side,
+                bytes,
+                conn,
+                ..
+            } => match conn.state.as_mut() {
+                Some(flow) => w.data(time, flow, side, bytes),
+                None => Ok(()),
             },
-            Line::RunStart | Line::RunEnd | Line::Other => return ControlFlow::Continue(()),
-        };
-        let mut retired = Ok(());
-        if let Ok(now) = done {
-            tracker.retire_due(now, |_, conn| {
-                if retired.is_ok() {
-                    retired = w.retire(conn);
-                }
-            });
+            Event::Close {
+                time, side, conn, ..
+            } => match conn.state.as_mut() {
+                Some(flow) => w.fin(time, flow, side),
+                None => Ok(()),
+            },
+            Event::Retired { conn, .. } => w.retire(conn),
+            Event::Caught => Ok(()),
         }
-        if let Err(e) = done.map(|_| ()).and(retired) {
-            failed = Some(e);
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
+        .map_err(Error::output)?;
+        Ok(ControlFlow::Continue(()))
     })?;
-    if let Some(e) = failed {
-        return Err(Error::output(e));
-    }
-    let mut retired = Ok(());
-    tracker.drain(|_, conn| {
-        if retired.is_ok() {
-            retired = w.retire(conn);
-        }
-    });
-    retired.map_err(Error::output)?;
     w.out.flush().map_err(Error::output)?;
     Ok((w.stats, skipped))
 }
@@ -305,61 +213,37 @@ impl<W: Write> Writer<W> {
         self.block(4, &nrb)
     }
 
-    /// Starts a connection's flow; a connection it replaces (same ConnID,
-    /// an earlier run) is retired first.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts a connection's flow, with a handshake at its `open` (one
+    /// whose `open` is not in the input starts without).
     fn open(
         &mut self,
-        tracker: &mut Tracker<Flow>,
         id: ConnId,
         time: Time,
-        client: &str,
-        target: &str,
-        opened: bool,
-        comment: String,
+        conn: &mut Conn<Option<Flow>>,
     ) -> std::io::Result<()> {
-        let ends = [self.endpoint(client)?, self.endpoint(target)?];
+        let ends = [self.endpoint(&conn.client)?, self.endpoint(&conn.target)?];
         let v4 = ends.iter().all(|e| e.ip.to_ipv4_mapped().is_some());
         // Initial sequence numbers from the ConnID: the same log gives the
         // same file.
         let hash = id.0.iter().fold(0x811C_9DC5u32, |h, &b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });
-        let flow = Flow {
+        let comment = match conn.listen_port.filter(|_| conn.opened) {
+            Some(port) => format!("ConnID {id} (listen port {port})"),
+            None => format!("ConnID {id} (its open is not in the log)"),
+        };
+        let flow = conn.state.insert(Flow {
             ends,
             v4,
             next_seq: [hash, hash.rotate_left(16) ^ 0x5A5A_5A5A],
             fin_sent: [false; 2],
             comment: Some(comment),
-        };
+        });
         self.stats.connections += 1;
-        match tracker.insert(id, time, client, target, opened, flow) {
-            Some(old) => self.retire(old),
-            None => Ok(()),
+        if conn.opened {
+            self.handshake(time, flow)?;
         }
-    }
-
-    /// Makes sure a data or close line's connection has a flow: one whose
-    /// `open` is not in the input starts at its first line, without a
-    /// handshake (not when a port is selected: its port is not known).
-    fn adopt(
-        &mut self,
-        tracker: &mut Tracker<Flow>,
-        port: Option<u16>,
-        id: ConnId,
-        time: Time,
-        from: &str,
-        to: &str,
-    ) -> std::io::Result<bool> {
-        if tracker.contains(&id) {
-            return Ok(true);
-        }
-        if port.is_some() {
-            return Ok(false);
-        }
-        let comment = format!("ConnID {id} (its open is not in the log)");
-        self.open(tracker, id, time, from, to, false, comment)?;
-        Ok(true)
+        Ok(())
     }
 
     fn handshake(&mut self, time: Time, flow: &mut Flow) -> std::io::Result<()> {
@@ -424,9 +308,9 @@ impl<W: Write> Writer<W> {
     /// A connection leaves: if one side closed, the other's FIN now, at the
     /// connection's last line's time (the log cannot say when it ended).
     /// One still open at the end of the log ends without FINs, as it was.
-    fn retire(&mut self, mut conn: Conn<Flow>) -> std::io::Result<()> {
-        if let Some(first) = conn.closed_by {
-            self.fin(conn.last, &mut conn.state, first.other())?;
+    fn retire(&mut self, mut conn: Conn<Option<Flow>>) -> std::io::Result<()> {
+        if let (Some(first), Some(flow)) = (conn.closed_by, conn.state.as_mut()) {
+            self.fin(conn.last, flow, first.other())?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! The connections a streaming reader (`follow`, `pcap`) holds while it goes
+//! The connections the read pipeline holds while it goes
 //! through a log: one entry per connection from its `open` until it is
 //! retired, so memory follows the connections open at once, not the log.
 //!
@@ -23,12 +23,15 @@ pub struct Conn<T> {
     /// whose `open` is not in the log takes the sender of its first line.
     pub client: Box<str>,
     pub target: Box<str>,
+    /// The rule's local port, from the `open` line.
+    pub listen_port: Option<u16>,
     /// Its `open` line was seen.
     pub opened: bool,
     pub closed_by: Option<Side>,
     /// Time of its last line.
     pub last: Time,
-    generation: u64,
+    /// Its place in the order connections were taken up (from 1).
+    pub generation: u64,
     pub state: T,
 }
 
@@ -62,7 +65,8 @@ impl<T> Default for Tracker<T> {
 }
 
 impl<T> Tracker<T> {
-    /// Starts following a connection; returns the one it replaces (the
+    /// Starts following a connection (with its listen port when its `open`
+    /// line is seen); returns the one it replaces (the
     /// same ConnID in an earlier run), which the caller retires.
     pub fn insert(
         &mut self,
@@ -70,14 +74,15 @@ impl<T> Tracker<T> {
         time: Time,
         client: &str,
         target: &str,
-        opened: bool,
+        listen_port: Option<u16>,
         state: T,
     ) -> Option<Conn<T>> {
         self.next_generation += 1;
         let conn = Conn {
             client: client.into(),
             target: target.into(),
-            opened,
+            listen_port,
+            opened: listen_port.is_some(),
             closed_by: None,
             last: time,
             generation: self.next_generation,
@@ -158,8 +163,8 @@ mod tests {
     #[test]
     fn closed_connections_wait_for_late_lines_then_retire() {
         let mut t = Tracker::default();
-        t.insert(id(1), Time(0), "c:1", "t:2", true, ());
-        t.insert(id(2), Time(0), "c:3", "t:2", true, ());
+        t.insert(id(1), Time(0), "c:1", "t:2", Some(9), ());
+        t.insert(id(2), Time(0), "c:3", "t:2", Some(9), ());
         t.close(id(1), Side::Client);
         t.close(id(1), Side::Target); // a second close changes nothing
         let mut retired = Vec::new();
@@ -180,12 +185,12 @@ mod tests {
     #[test]
     fn a_new_open_replaces_and_drain_keeps_order() {
         let mut t = Tracker::default();
-        t.insert(id(1), Time(0), "c:1", "t:2", true, 1);
+        t.insert(id(1), Time(0), "c:1", "t:2", Some(9), 1);
         t.close(id(1), Side::Target);
-        let old = t.insert(id(1), Time(5), "c:9", "t:2", true, 2);
+        let old = t.insert(id(1), Time(5), "c:9", "t:2", Some(9), 2);
         assert_eq!(old.map(|c| c.state), Some(1));
-        t.insert(id(3), Time(6), "c:3", "t:2", true, 3);
-        t.insert(id(2), Time(7), "c:2", "t:2", false, 4);
+        t.insert(id(3), Time(6), "c:3", "t:2", Some(9), 3);
+        t.insert(id(2), Time(7), "c:2", "t:2", None, 4);
         t.close(id(2), Side::Client);
         let mut order = Vec::new();
         t.drain(|_, c| order.push(c.state));

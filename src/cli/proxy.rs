@@ -1,7 +1,9 @@
-//! The command line (SPEC §2): `pico-args` in, a `Command` out. Every
-//! rejection is one message for `main` to print after `Error: `. Checks that
-//! touch the system (the log directory, binding) happen later, in `run`.
+//! The proxy's command line (SPEC §2): `pico-args` in, a `Command` out.
+//! Every rejection is one message for `main` to print after `Error: `.
+//! Checks that touch the system (the log directory, binding) happen later,
+//! in `run`.
 
+use super::{last_value, one_spelling};
 use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::PortRule;
 use std::ffi::OsString;
@@ -86,23 +88,9 @@ pub struct Config {
     pub flush_mb: u64,
 }
 
-/// `Error: {message}` as one line: control characters the user typed (a
-/// newline inside an argument, say) are shown escaped.
-pub fn error_line(message: &str) -> String {
-    let mut line = String::from("Error: ");
-    for c in message.chars() {
-        if c.is_control() {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-    line
-}
-
 /// Parses the arguments after the program name.
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
-    let mut args = pico_args::Arguments::from_vec(one_spelling(args));
+    let mut args = pico_args::Arguments::from_vec(one_spelling(args, &VALUE_OPTIONS));
     if args.contains(["-h", "--help"]) {
         return Ok(Command::Help);
     }
@@ -201,51 +189,6 @@ const VALUE_OPTIONS: [&str; 5] = [
     "--filename-format",
 ];
 
-/// Every option in one spelling, so that the last one given counts (SPEC
-/// §2): `--name=value` becomes `--name value` (pico-args would find the two
-/// forms apart, not in order), and the older rawprox's
-/// `--flush-interval-ms` becomes `--flush-millis`.
-fn one_spelling(args: Vec<OsString>) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(args.len());
-    for arg in args {
-        let Some(text) = arg.to_str() else {
-            out.push(arg);
-            continue;
-        };
-        let (name, value) = match text.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (text, None),
-        };
-        let name = if name == "--flush-interval-ms" {
-            "--flush-millis"
-        } else {
-            name
-        };
-        match value {
-            Some(value) if VALUE_OPTIONS.contains(&name) => {
-                out.push(name.into());
-                out.push(value.into());
-            }
-            None if VALUE_OPTIONS.contains(&name) => out.push(name.into()),
-            _ => out.push(arg),
-        }
-    }
-    out
-}
-
-/// The value of option `name`, parsed by `parse`: the last one when given
-/// more than once (SPEC §2), each of them checked.
-fn last_value<T>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, String> {
-    let values: Vec<T> = args
-        .values_from_fn(name, parse)
-        .map_err(|e| option_error(e, name))?;
-    Ok(values.into_iter().last())
-}
-
 /// A number of MiB, 0 to `MAX_BUFFER_MB`, in plain digits.
 fn mib(text: &str) -> Option<u64> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
@@ -254,22 +197,10 @@ fn mib(text: &str) -> Option<u64> {
         .filter(|&mb| digits && mb <= MAX_BUFFER_MB)
 }
 
-fn option_error(e: pico_args::Error, name: &str) -> String {
-    match e {
-        pico_args::Error::OptionWithoutAValue(_) | pico_args::Error::MissingOption(_) => {
-            format!("{name} needs a value")
-        }
-        pico_args::Error::Utf8ArgumentParsingFailed { value, cause } => {
-            format!("invalid value '{value}' for {name}: {cause}")
-        }
-        pico_args::Error::NonUtf8Argument => format!("the value of {name} is not valid UTF-8"),
-        other => format!("{name}: {other}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::error_line;
 
     fn parse_strs(args: &[&str]) -> Result<Command, String> {
         parse(args.iter().map(OsString::from).collect())

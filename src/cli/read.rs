@@ -1,0 +1,321 @@
+//! The reading subcommands' command line (SPEC §9): `list`, `follow`,
+//! `extract` and `pcap`, each with its own `--help`. It parses, opens the
+//! inputs and the output, and runs the read side's sink; every rejection is
+//! one `Error:` line and exit 1.
+
+use super::{error_line, last_value, one_spelling};
+use crate::read::extract::extract;
+use crate::read::follow::follow;
+use crate::read::input::{Input, Skipped, expand};
+use crate::read::list::{Table, connections};
+use crate::read::pcap::write_pcap;
+use crate::read::pipeline::Selection;
+use crate::read::{ConnId, Error, Side};
+use std::ffi::OsString;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+
+/// The subcommands `main` hands to `main` here.
+pub const SUBCOMMANDS: [&str; 4] = ["list", "follow", "extract", "pcap"];
+
+const INPUT_HELP: &str = "\
+INPUT is a log file or a directory (its *.ndjson files in name order,
+searched into subdirectories); none, or -, reads standard input as it
+arrives:
+  rawprox.exe 8080:127.0.0.1:9000 | rawprox.exe follow
+";
+
+/// Each subcommand's `--help`.
+fn help(command: &str) -> String {
+    let body = match command {
+        "list" => {
+            "\
+Usage: rawprox.exe list [--port N] [--json] [INPUT...]
+
+One row per connection, in open order: ConnID, listen port, client, target,
+open time, duration, bytes client->target, bytes target->client, and which
+side closed first (or still open at the end of the log).
+
+  --port N   only the connections of listen port N
+  --json     one JSON object per row instead of the aligned table
+"
+        }
+        "follow" => {
+            "\
+Usage: rawprox.exe follow [CONNID...] [--port N] [INPUT...]
+
+The conversation of each selected connection (all, when none is named), as
+Wireshark's \"Follow TCP Stream\" shows it: >> client to target, << target to
+client, text as text with control bytes made visible, the rest as a hex dump.
+Colours when stdout is a terminal (NO_COLOR turns them off). A CONNID the
+input does not hold is an error.
+
+  CONNID     a connection to show (8 letters and digits, from `list`)
+  --port N   only the connections of listen port N
+"
+        }
+        "extract" => {
+            "\
+Usage: rawprox.exe extract CONNID [--side client|target] [-o FILE] [INPUT...]
+
+The exact bytes one side of a connection sent, for other tools to read.
+
+  --side client|target   whose bytes: the client's (default) or the target's
+  -o FILE                write them to FILE instead of stdout (- is stdout);
+                         FILE may not be one of the inputs
+"
+        }
+        _ => {
+            "\
+Usage: rawprox.exe pcap [--port N] -o FILE.pcapng [INPUT...]
+
+A pcapng file that Wireshark and tshark open as real TCP conversations,
+synthesized from the log (the packets were never captured: the handshakes,
+ACKs and FINs are made up to match the open, data and close lines).
+
+  -o FILE    the pcapng file to write (required); - writes to stdout, which
+             may not be a terminal; FILE may not be one of the inputs
+  --port N   only the connections of listen port N
+"
+        }
+    };
+    format!("{body}\n{INPUT_HELP}")
+}
+
+/// Runs `rawprox.exe SUBCOMMAND ARGS...`; `args` starts with the subcommand.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    match run(args) {
+        Ok(skipped) => {
+            if let Some(message) = skipped.message() {
+                eprintln!("{message}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Error::OutputClosed) => ExitCode::SUCCESS,
+        Err(Error::Message(m)) => {
+            eprintln!("{}", error_line(&m));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Options that take a value.
+const VALUE_OPTIONS: [&str; 3] = ["--port", "--side", "-o"];
+
+fn run(mut args: Vec<OsString>) -> Result<Skipped, Error> {
+    let command = args.remove(0);
+    let command = command.to_string_lossy().into_owned();
+    let mut args = pico_args::Arguments::from_vec(one_spelling(args, &VALUE_OPTIONS));
+    if args.contains(["-h", "--help"]) {
+        print!("{}", help(&command));
+        return Ok(Skipped::default());
+    }
+    let message = Error::Message;
+    let port: Option<u16> = match command.as_str() {
+        "list" | "follow" | "pcap" => {
+            last_value(&mut args, "--port", |text| match text.parse::<u16>() {
+                Ok(p @ 1..) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+                _ => Err(format!("'{text}' is not a port number (1-65535)")),
+            })
+            .map_err(message)?
+        }
+        _ => None,
+    };
+    let json = command == "list" && args.contains("--json");
+    let side = match command.as_str() {
+        "extract" => last_value(&mut args, "--side", |text| {
+            Side::parse(text).ok_or(format!("'{text}' is not client or target"))
+        })
+        .map_err(message)?
+        .unwrap_or(Side::Client),
+        _ => Side::Client,
+    };
+    let output: Option<String> = match command.as_str() {
+        "extract" | "pcap" => {
+            last_value(&mut args, "-o", |text| Ok(text.to_owned())).map_err(message)?
+        }
+        _ => None,
+    };
+    let mut free = Vec::new();
+    for arg in args.finish() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| Error::Message(format!("argument {a:?} is not valid UTF-8")))?;
+        if arg.starts_with('-') && arg != "-" {
+            return Err(Error::Message(format!(
+                "unknown option '{arg}' for {command} (see rawprox.exe {command} --help)"
+            )));
+        }
+        free.push(arg);
+    }
+    match command.as_str() {
+        "list" => {
+            let inputs = open_inputs(&free)?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            let skipped = if json {
+                connections(&inputs, port, |row| {
+                    writeln!(out, "{}", row.to_json()).map_err(Error::output)?;
+                    Ok(ControlFlow::Continue(()))
+                })?
+            } else {
+                let mut table = Table::new(&mut out);
+                let skipped = connections(&inputs, port, |row| {
+                    table.push(&row).map_err(Error::output)?;
+                    Ok(ControlFlow::Continue(()))
+                })?;
+                table.finish().map_err(Error::output)?;
+                skipped
+            };
+            out.flush().map_err(Error::output)?;
+            Ok(skipped)
+        }
+        "follow" => {
+            // Arguments that are ConnIDs (and not paths that exist) select
+            // connections; the others are inputs.
+            let (ids, inputs): (Vec<String>, Vec<String>) = free.into_iter().partition(|a| {
+                ConnId::parse(a.as_bytes()).is_some() && !std::path::Path::new(a).exists()
+            });
+            let select = Selection {
+                ids: ids
+                    .iter()
+                    .filter_map(|a| ConnId::parse(a.as_bytes()))
+                    .collect(),
+                port,
+            };
+            let inputs = open_inputs(&inputs)?;
+            let colour = io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+            follow(&inputs, &select, colour, &mut out)
+        }
+        "extract" => {
+            let Some(first) = free.first() else {
+                return Err(Error::Message(
+                    "extract needs a CONNID (rawprox.exe list shows them)".into(),
+                ));
+            };
+            let id = ConnId::parse(first.as_bytes()).ok_or_else(|| {
+                Error::Message(format!("'{first}' is not a ConnID (8 letters and digits)"))
+            })?;
+            let inputs = open_inputs(&free[1..])?;
+            let (_, skipped) = match output.as_deref() {
+                None | Some("-") => {
+                    let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                    let done = extract(&inputs, id, side, &mut out)?;
+                    out.flush().map_err(Error::output)?;
+                    done
+                }
+                Some(path) => {
+                    let mut out = BufWriter::with_capacity(1 << 20, create(path, &inputs)?);
+                    let done = extract(&inputs, id, side, &mut out)?;
+                    out.flush().map_err(Error::output)?;
+                    done
+                }
+            };
+            Ok(skipped)
+        }
+        "pcap" => {
+            let Some(path) = output else {
+                return Err(Error::Message(
+                    "pcap needs -o FILE.pcapng (or -o - for standard output)".into(),
+                ));
+            };
+            if path == "-" && io::stdout().is_terminal() {
+                return Err(Error::Message(
+                    "pcap will not write binary to a terminal: give -o FILE.pcapng, or pipe -o - into a program".into(),
+                ));
+            }
+            let inputs = open_inputs(&free)?;
+            let (_, skipped) = if path == "-" {
+                write_pcap(
+                    &inputs,
+                    port,
+                    BufWriter::with_capacity(1 << 20, io::stdout().lock()),
+                )?
+            } else {
+                write_pcap(
+                    &inputs,
+                    port,
+                    BufWriter::with_capacity(1 << 20, create(&path, &inputs)?),
+                )?
+            };
+            Ok(skipped)
+        }
+        other => Err(Error::Message(format!("unknown command '{other}'"))),
+    }
+}
+
+/// The inputs of the command line; with standard input a terminal, says on
+/// stderr that it is read (SPEC §9), so a forgotten INPUT is not a mute wait.
+fn open_inputs(args: &[String]) -> Result<Vec<Input>, Error> {
+    let inputs = expand(args)?;
+    if inputs.iter().any(|i| matches!(i, Input::Stdin)) && io::stdin().is_terminal() {
+        eprintln!(
+            "rawprox: reading a log from standard input (end it with Ctrl-D, or Ctrl-Z then Enter on Windows; give a file or directory to read that instead)"
+        );
+    }
+    Ok(inputs)
+}
+
+/// Creates the output file, refusing one of the inputs (SPEC §9): nothing
+/// is created or truncated then.
+fn create(path: &str, inputs: &[Input]) -> Result<std::fs::File, Error> {
+    if let Some(input) = inputs
+        .iter()
+        .find(|i| i.is_file(std::path::Path::new(path)))
+    {
+        return Err(Error::Message(format!(
+            "the output {path} is the input {}: give another -o",
+            input.name()
+        )));
+    }
+    std::fs::File::create(path).map_err(|e| Error::Message(format!("cannot create {path}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_strs(args: &[&str]) -> Result<Skipped, Error> {
+        run(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn argument_errors_name_their_culprit() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["list", "--bogus"], "'--bogus'"),
+            (&["list", "--port", "0"], "'0'"),
+            (&["list", "--port", "+80"], "'+80'"),
+            (&["follow", "--port"], "--port needs a value"),
+            (&["extract"], "needs a CONNID"),
+            (&["extract", "abc"], "'abc' is not a ConnID"),
+            (&["extract", "0000000A", "--side", "server"], "'server'"),
+            (&["pcap", "x.ndjson"], "needs -o"),
+            (
+                &["list", "/nonexistent/rawprox.ndjson"],
+                "cannot open /nonexistent",
+            ),
+        ];
+        for (args, want) in cases {
+            match run_strs(args) {
+                Err(Error::Message(m)) => assert!(m.contains(want), "{args:?}: {m}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_its_own_help() {
+        for command in SUBCOMMANDS {
+            let text = help(command);
+            assert!(
+                text.starts_with(&format!("Usage: rawprox.exe {command} ")),
+                "{text}"
+            );
+        }
+        assert!(help("list").contains("--json"));
+        assert!(help("extract").contains("--side"));
+        assert!(help("pcap").contains("-o FILE"));
+    }
+}
