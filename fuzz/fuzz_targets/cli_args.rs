@@ -19,7 +19,7 @@ fn assert_one_error_line(message: &str) {
 
 fuzz_target!(|input: &[u8]| {
     let args: Vec<OsString> = input.split(|&b| b == 0).map(|a| OsString::from_vec(a.to_vec())).collect();
-    if let Err(message) = cli::parse(args) {
+    if let Err(message) = cli::proxy::parse(args) {
         assert_one_error_line(&message);
     }
     if let Ok(text) = std::str::from_utf8(input) {
