@@ -1,3 +1,4 @@
+//! `SPEC §N` in this crate's comments means section N of docs/SPEC.md.
 //! rawprox: a transparent TCP proxy that logs every byte as NDJSON.
 //! `run` takes a validated `Config`, checks what touches the system (log
 //! directory, ports), and runs the event loop until shutdown.

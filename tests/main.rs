@@ -2,14 +2,16 @@
 //! `autotests = false`) that runs the real executable with real arguments and
 //! talks to it over real sockets on 127.0.0.1 and ::1 only.
 //!
-//! Shared helpers live in `util`; each other module covers one part of the
-//! contract in /work/shared/SPEC.md.
+//! Shared helpers live in `util`; `docs` checks that the repository cites its
+//! own contract; each other module covers one part of that contract,
+//! docs/SPEC.md.
 
 mod util;
 
 mod careless;
 mod cli;
 mod destinations;
+mod docs;
 mod faults;
 mod forwarding;
 mod logging;
