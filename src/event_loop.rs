@@ -11,6 +11,7 @@ use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
 use crate::proxy::resolve::{Request, Resolved, Resolver};
 use crate::proxy::token::{self, SIGNALS, Side, WAKER};
+use crate::proxy::unreachable::{self, Unreachable};
 use control::McpState;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
@@ -52,6 +53,8 @@ pub struct EventLoop {
     log: Log,
     /// The one buffer every read goes through.
     scratch: Box<[u8]>,
+    /// Reports targets that cannot be reached (SPEC §3).
+    unreachable: Unreachable,
     resolver: Resolver,
     /// Pairs still resolving or connecting, oldest first: (deadline, key, serial).
     connect_deadlines: VecDeque<(Instant, usize, u64)>,
@@ -140,6 +143,7 @@ impl EventLoop {
             slab,
             log,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            unreachable: Unreachable::default(),
             resolver: Resolver::new(Arc::clone(&wake)),
             connect_deadlines: VecDeque::new(),
             accepts_paused_until: None,
@@ -300,7 +304,9 @@ impl EventLoop {
                         port,
                     };
                     if self.resolver.lookup(request).is_err() {
-                        self.with_pair(pair_key, |pair, ctx| pair.close(ctx, Side::Client));
+                        self.with_pair(pair_key, |pair, ctx| {
+                            pair.give_up(ctx, "the name resolver is gone")
+                        });
                     }
                 }
             }
@@ -329,6 +335,7 @@ impl EventLoop {
             registry: self.poll.registry(),
             log: &mut self.log,
             scratch: &mut self.scratch,
+            unreachable: &mut self.unreachable,
         };
         match f(pair, &mut ctx) {
             Status::Alive => {}
@@ -380,8 +387,14 @@ impl EventLoop {
                 Ok(addrs) if !addrs.is_empty() => {
                     self.with_pair(key, |pair, ctx| pair.start_connecting(key, addrs, ctx))
                 }
-                // SPEC §3: unresolvable: close the client, log nothing.
-                _ => self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client)),
+                // SPEC §3: unresolvable: say so, close the client, log nothing.
+                Ok(_) => self.with_pair(key, |pair, ctx| {
+                    pair.give_up(ctx, "cannot resolve: no address")
+                }),
+                Err(e) => {
+                    let reason = format!("cannot resolve: {}", unreachable::reason(&e));
+                    self.with_pair(key, |pair, ctx| pair.give_up(ctx, &reason))
+                }
             }
         }
     }
@@ -411,8 +424,10 @@ impl EventLoop {
                 self.connect_deadlines.pop_front(); // Opened or closed already.
             } else if deadline <= now {
                 self.connect_deadlines.pop_front();
-                // SPEC §3: timed out: close the client, log nothing.
-                self.with_pair(key, |pair, ctx| pair.close(ctx, Side::Client));
+                // SPEC §3: timed out: say so, close the client, log nothing.
+                self.with_pair(key, |pair, ctx| {
+                    pair.give_up(ctx, "connect timed out after 10 s")
+                });
             } else {
                 break;
             }

@@ -72,7 +72,9 @@ fn bind_mcp(port: u16) -> Result<mio::net::TcpListener, Error> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     mio::net::TcpListener::bind(addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            Error(format!("Port {port} is already in use"))
+            Error(format!(
+                "Port {port} is already in use: it is the --mcp-port (0 lets the system choose a free one)"
+            ))
         } else {
             Error(format!("cannot listen on MCP port {port}: {e}"))
         }

@@ -269,3 +269,59 @@ fn flush_millis_spellings_are_accepted() {
         proxy.stop();
     }
 }
+
+/// SPEC §2, §9: a newcomer's mistakes get messages that say what is wrong
+/// and what to do, each its exact first words.
+#[test]
+fn mistakes_get_messages_that_say_what_to_do() {
+    let first_line = |args: &[&str]| {
+        let out = Proxy::run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stdout_lines.is_empty(),
+            "{args:?}: {:?}",
+            out.stdout_lines
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+        out.stderr
+    };
+    let err = first_line(&["lst", "logs"]);
+    assert!(
+        err.starts_with("Error: 'lst' is neither a subcommand (list, follow, extract, pcap"),
+        "{err}"
+    );
+    let err = first_line(&["32030:127.0.0.1:32001:x"]);
+    assert!(
+        err.starts_with(
+            "Error: invalid port rule '32030:127.0.0.1:32001:x': with 4 parts it reads as BIND_ADDRESS:LOCAL_PORT:TARGET_HOST:TARGET_PORT, and bind address '32030' is not"
+        ),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("(see --help)"), "{err}");
+    let err = first_line(&["1:a"]);
+    assert!(err.trim_end().ends_with("(see --help)"), "{err}");
+
+    let dir = TempDir::new("cli-afile");
+    let file = dir.join("afile.txt");
+    fs::write(&file, b"notes").expect("write a file");
+    let p = free_port();
+    let err = first_line(&[&rule(p, 9), &format!("@{}", path_str(&file))]);
+    assert!(
+        err.starts_with(&format!(
+            "Error: log directory '{}' is a file, not a directory",
+            path_str(&file)
+        )),
+        "{err}"
+    );
+    assert!(listening_addrs(p).is_empty(), "port {p} left listening");
+
+    let taken = free_port();
+    let _occupier = TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).expect("occupy the port");
+    let err = first_line(&["--mcp-port", &taken.to_string()]);
+    assert!(
+        err.starts_with(&format!(
+            "Error: Port {taken} is already in use: it is the --mcp-port"
+        )),
+        "{err}"
+    );
+}

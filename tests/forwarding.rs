@@ -414,6 +414,34 @@ fn assert_unreachable_target_not_logged(target: &str) {
     );
 }
 
+/// SPEC §3: an unreachable target is said on stderr (the rule, the target,
+/// the reason), at most once a second per rule, with a count of the ones
+/// held back.
+#[test]
+fn an_unreachable_target_is_said_on_stderr_at_most_once_a_second() {
+    let dead = free_port();
+    let bad = free_port();
+    let started = Instant::now();
+    let mut proxy = Proxy::start(["--flush-millis", "0", &rule(bad, dead)]);
+    wait_listening(bad);
+    for _ in 0..5 {
+        let mut stream = connect(bad);
+        expect_closed(&mut stream, "client of a refused target");
+    }
+    proxy.stop();
+    let seconds = started.elapsed().as_secs();
+    let stderr = proxy.stderr_text();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let want = format!("rawprox: {bad} -> 127.0.0.1:{dead}: connection refused");
+    assert!(!lines.is_empty(), "nothing said on stderr");
+    assert!(lines.iter().all(|l| l.starts_with(&want)), "{stderr}");
+    assert!(
+        lines.len() as u64 <= 1 + seconds,
+        "{} lines in {seconds} s: {stderr}",
+        lines.len()
+    );
+}
+
 #[test]
 fn refused_target_closes_client_and_logs_nothing() {
     // A port nobody listens on.

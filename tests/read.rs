@@ -1139,3 +1139,65 @@ fn help_names_the_subcommands() {
         ran.stderr
     );
 }
+
+/// SPEC §9: a ConnID named to `follow` that the input does not hold is an
+/// error, as it is for `extract`.
+#[test]
+fn follow_of_an_unknown_conn_id_is_an_error() {
+    let dir = capture().dir();
+    for cmd in ["follow", "extract"] {
+        let ran = run(&[cmd, "ZZZZZZZZ", &dir]);
+        assert_eq!(ran.status.code(), Some(1), "{cmd}: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .starts_with("Error: no connection ZZZZZZZZ in the input"),
+            "{cmd}: {}",
+            ran.stderr
+        );
+    }
+}
+
+/// SPEC §9: with no INPUT and stdin a terminal, a subcommand says on stderr
+/// that it reads stdin (and how to end it) instead of waiting mutely.
+#[test]
+fn a_subcommand_reading_a_terminal_says_so() {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors into the given ints; the
+    // name, termios and winsize pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (mut master, slave) =
+        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let mut cmd = Command::new(bin());
+    cmd.arg("list")
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Proxy::spawn(cmd);
+    let deadline = Instant::now() + DEADLINE;
+    while !child
+        .stderr_text()
+        .starts_with("rawprox: reading a log from standard input (end it with Ctrl-D")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing said; stderr: {}",
+            child.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Ctrl-D at the start of a line ends the input: an empty list.
+    master.write_all(b"\x04").expect("write Ctrl-D");
+    let status = child.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}: {}", child.stderr_text());
+}

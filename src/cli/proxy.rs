@@ -142,7 +142,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
             log_dir = Some(dir.to_owned());
             continue;
         }
-        let rule = PortRule::parse(&arg)?;
+        // SPEC §9: a word is a subcommand, a rule always holds `:`.
+        if !arg.contains(':') && arg.bytes().any(|b| b.is_ascii_alphabetic()) {
+            return Err(format!(
+                "'{arg}' is neither a subcommand ({}) nor a port rule LOCAL_PORT:TARGET_HOST:TARGET_PORT (see --help)",
+                super::read::SUBCOMMANDS.join(", ")
+            ));
+        }
+        let rule = PortRule::parse(&arg).map_err(|why| format!("{why} (see --help)"))?;
         if rules.iter().any(|r| r.local_port == rule.local_port) {
             return Err(format!(
                 "local port {} is used by more than one rule",

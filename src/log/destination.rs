@@ -43,6 +43,11 @@ impl DestKey {
 /// in it; checked before logging there starts (SPEC §2, §7).
 pub fn prepare_directory(dir: &str) -> Result<(), String> {
     let path = Path::new(dir);
+    if path.exists() && !path.is_dir() {
+        return Err(format!(
+            "log directory '{dir}' is a file, not a directory: give a directory (it is created if missing)"
+        ));
+    }
     fs::create_dir_all(path).map_err(|e| format!("cannot create log directory '{dir}': {e}"))?;
     let probe = path.join(format!(".rawprox-probe-{}", std::process::id()));
     fs::File::create(&probe).map_err(|e| format!("cannot write to log directory '{dir}': {e}"))?;

@@ -7,3 +7,4 @@ pub mod pipe;
 pub mod resolve;
 pub mod rule;
 pub mod token;
+pub mod unreachable;

@@ -10,6 +10,7 @@ use crate::log::connid::ConnId;
 use crate::log::timefmt::now_micros;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
 use crate::proxy::token::{Side, token};
+use crate::proxy::unreachable::{self, Unreachable};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
@@ -39,6 +40,8 @@ pub enum Phase {
     Connecting {
         addrs: Vec<SocketAddr>,
         next: usize,
+        /// Why the last address failed, for the user (SPEC §3).
+        failed: Option<io::Error>,
     },
     Open,
     Closed,
@@ -49,6 +52,7 @@ pub struct Ctx<'a> {
     pub registry: &'a Registry,
     pub log: &'a mut Log,
     pub scratch: &'a mut [u8],
+    pub unreachable: &'a mut Unreachable,
 }
 
 pub struct Pair {
@@ -135,7 +139,11 @@ impl Pair {
         addrs: Vec<SocketAddr>,
         ctx: &mut Ctx,
     ) -> Status {
-        self.phase = Phase::Connecting { addrs, next: 0 };
+        self.phase = Phase::Connecting {
+            addrs,
+            next: 0,
+            failed: None,
+        };
         self.connect_next(key, ctx)
     }
 
@@ -145,13 +153,22 @@ impl Pair {
         if let Some(mut old) = self.target.take() {
             let _ = ctx.registry.deregister(&mut old);
         }
-        let Phase::Connecting { addrs, next } = &mut self.phase else {
+        let Phase::Connecting {
+            addrs,
+            next,
+            failed,
+        } = &mut self.phase
+        else {
             return Status::Alive;
         };
         while let Some(&addr) = addrs.get(*next) {
             *next += 1;
-            let Ok(mut stream) = TcpStream::connect(addr) else {
-                continue;
+            let mut stream = match TcpStream::connect(addr) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    *failed = Some(e);
+                    continue;
+                }
             };
             if ctx
                 .registry
@@ -166,7 +183,26 @@ impl Pair {
                 return Status::Alive;
             }
         }
+        let reason = match failed {
+            Some(e) => unreachable::reason(e),
+            None => "no address to connect to".into(),
+        };
+        self.give_up(ctx, &reason)
+    }
+
+    /// The target cannot be reached: says so on stderr (at most once a
+    /// second per rule), closes the client and logs nothing (SPEC §3).
+    pub fn give_up(&mut self, ctx: &mut Ctx, reason: &str) -> Status {
+        ctx.unreachable
+            .report(self.listen_port, &self.ends.target_name, reason);
         self.close(ctx, Side::Client)
+    }
+
+    /// Notes why the connect under way failed, before the next address is tried.
+    fn connect_failed(&mut self, e: io::Error) {
+        if let Phase::Connecting { failed, .. } = &mut self.phase {
+            *failed = Some(e);
+        }
     }
 
     /// Called for every readiness event on either socket of this pair.
@@ -202,12 +238,18 @@ impl Pair {
         };
         match target.take_error() {
             Ok(None) => {}
-            Ok(Some(_)) | Err(_) => return self.connect_next(key, ctx),
+            Ok(Some(e)) | Err(e) => {
+                self.connect_failed(e);
+                return self.connect_next(key, ctx);
+            }
         }
         match target.peer_addr() {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Alive,
-            Err(_) => return self.connect_next(key, ctx),
+            Err(e) => {
+                self.connect_failed(e);
+                return self.connect_next(key, ctx);
+            }
         }
         // Bytes the target sent already came with this event (epoll reports
         // the state when it is read); later ones bring an event of their own.

@@ -47,9 +47,11 @@ impl PortRule {
         };
         let bind = match bind {
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            Some(part) => {
-                parse_bind(part).map_err(|why| format!("invalid port rule '{text}': {why}"))?
-            }
+            Some(part) => parse_bind(part).map_err(|why| {
+                format!(
+                    "invalid port rule '{text}': with 4 parts it reads as BIND_ADDRESS:LOCAL_PORT:TARGET_HOST:TARGET_PORT, and {why}"
+                )
+            })?,
         };
         let local_port = parse_port(&local.text)
             .map_err(|why| format!("invalid port rule '{text}': local {why}"))?;
