@@ -1201,3 +1201,18 @@ fn a_subcommand_reading_a_terminal_says_so() {
     let status = child.wait_exit(DEADLINE);
     assert!(status.success(), "{status}: {}", child.stderr_text());
 }
+
+/// SPEC §9: `list` rows are in open order across all inputs, whatever order
+/// the inputs are named in.
+#[test]
+fn list_rows_are_in_open_order_across_inputs() {
+    let cap = capture();
+    let mut files = cap.files();
+    assert!(files.len() > 1, "the capture spans several files");
+    let whole = run(&["list", "--json", &cap.dir()]).ok("list DIR").text();
+    files.reverse();
+    let mut args = vec!["list", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let reversed = run(&args).ok("list FILES reversed").text();
+    assert_eq!(reversed, whole);
+}

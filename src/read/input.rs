@@ -33,12 +33,15 @@ pub enum Input {
         path: PathBuf,
         len: Option<u64>,
         found: bool,
+        /// The INPUT argument it came from (see `read_lines`).
+        group: usize,
     },
     /// Something in a directory that is not read, and why: counted as
     /// skipped when its turn comes.
     Unread {
         path: PathBuf,
         why: String,
+        group: usize,
     },
     /// Bytes already in memory (tests, the fuzz target).
     Bytes(Vec<u8>),
@@ -51,6 +54,15 @@ impl Input {
             path: path.into(),
             len: None,
             found: false,
+            group: 0,
+        }
+    }
+
+    /// The INPUT argument a file came from; `None` for the others.
+    fn group(&self) -> Option<usize> {
+        match self {
+            Input::File { group, .. } | Input::Unread { group, .. } => Some(*group),
+            Input::Stdin | Input::Bytes(_) => None,
         }
     }
 
@@ -84,7 +96,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
     }
     let mut inputs = Vec::new();
     let mut seen = Seen::default();
-    for arg in args {
+    for (group, arg) in args.iter().enumerate() {
         if arg == "-" {
             inputs.push(Input::Stdin);
             continue;
@@ -108,7 +120,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
             found.sort_by(|a, b| a.path().cmp(b.path()));
             for found in found {
                 match found {
-                    Found::Unread(path, why) => inputs.push(Input::Unread { path, why }),
+                    Found::Unread(path, why) => inputs.push(Input::Unread { path, why, group }),
                     Found::Log(path, meta) => match sys::file_id(&path, &meta) {
                         Some(id) if seen.files.contains(&id) => {} // read once already
                         id => {
@@ -117,6 +129,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
                                 path,
                                 len: Some(meta.len()),
                                 found: true,
+                                group,
                             });
                         }
                     },
@@ -128,6 +141,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
                     why: format!(
                         "holds no .ndjson file ({others} other files): only *.ndjson files are read"
                     ),
+                    group,
                 });
             }
             continue;
@@ -153,6 +167,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
             path: path.to_path_buf(),
             len,
             found: false,
+            group,
         });
     }
     Ok(inputs)
@@ -313,6 +328,8 @@ pub struct Lines<R> {
     fresh: bool,
     /// Bytes read so far.
     pub bytes_read: u64,
+    /// Where the last line handed on is in `buf`.
+    last: (usize, usize),
 }
 
 impl<R: Read> Lines<R> {
@@ -332,6 +349,7 @@ impl<R: Read> Lines<R> {
             skipping: false,
             fresh: false,
             bytes_read: 0,
+            last: (0, 0),
         }
     }
 
@@ -345,6 +363,7 @@ impl<R: Read> Lines<R> {
                 if std::mem::take(&mut self.skipping) {
                     continue;
                 }
+                self.last = (line_start, line_start + at);
                 return Ok(Some(Piece::Line(&self.buf[line_start..line_start + at])));
             }
             if self.eof {
@@ -369,6 +388,11 @@ impl<R: Read> Lines<R> {
             }
             self.fill()?;
         }
+    }
+
+    /// The last line `next` handed on, until the next call.
+    pub fn last_line(&self) -> &[u8] {
+        &self.buf[self.last.0..self.last.1]
     }
 
     /// Reads more: moves the partial line to the front, grows the buffer
@@ -400,93 +424,259 @@ impl<R: Read> Lines<R> {
     }
 }
 
-/// Reads every input in turn and hands each line to `each` with its
-/// place and the count of skipped lines (for the lines it cannot use
-/// either); lines that cannot be used, and files that cannot be read, are
-/// counted there before `each` sees anything, and the count is returned. `Caught` comes after each read is used up (a live
-/// view flushes then). `each` may stop the reading early with
-/// `ControlFlow::Break`.
+/// Reads the inputs and hands each line to `each` with its place and the
+/// count of skipped lines (for the lines it cannot use either); lines that
+/// cannot be used, and files that cannot be read, are counted there before
+/// `each` sees anything, and the count is returned. `Caught` comes after
+/// each read is used up (a live view flushes then). `each` may stop the
+/// reading early with `ControlFlow::Break`.
+///
+/// The files of one INPUT argument are read in turn (a directory's names
+/// are in time order). Several file arguments are merged by the lines'
+/// times, so events come in the order they happened across all of them
+/// (SPEC §9: `list` rows in open order across inputs).
 pub fn read_lines(
     inputs: &[Input],
     mut each: impl FnMut(&Place, Piece, &mut Skipped) -> ControlFlow<()>,
 ) -> Result<Skipped, Error> {
     let mut skipped = Skipped::default();
     let mut progress = Progress::new(inputs);
-    for input in inputs {
-        let source: Box<dyn Read> = match input {
-            Input::Stdin => Box::new(io::stdin().lock()),
-            Input::File { path, len, found } => {
-                let opened = match len {
-                    Some(_) => sys::open_regular(path),
-                    None => File::open(path),
-                };
-                match (opened, len) {
-                    (Ok(file), Some(len)) => Box::new(file.take(*len)),
-                    (Ok(file), None) => Box::new(file),
-                    // SPEC §9: a file that vanished from a directory, or
-                    // cannot be opened now, is skipped and counted.
-                    (Err(e), _) if *found => {
-                        skipped.note_at(input.name(), 0, format!("cannot open: {e}"));
-                        continue;
-                    }
-                    (Err(e), _) => {
-                        return Err(Error::Message(format!(
-                            "cannot open {}: {e}",
-                            path.display()
-                        )));
-                    }
-                }
-            }
-            Input::Unread { why, .. } => {
-                skipped.note_at(input.name(), 0, why.clone());
-                continue;
-            }
-            Input::Bytes(bytes) => Box::new(bytes.as_slice()),
-        };
-        // Bytes in memory need no buffer bigger than themselves.
-        let buffer = match input {
-            Input::Bytes(bytes) => bytes.len().saturating_add(1).min(READ_CHUNK),
-            _ => READ_CHUNK,
-        };
-        let mut lines = Lines::with_buffer(source, buffer);
-        let mut place = Place { input, line: 0 };
+    let groups: Vec<&[Input]> = inputs
+        .chunk_by(|a, b| a.group().is_some() && a.group() == b.group())
+        .collect();
+    let result = if groups.len() > 1 && inputs.iter().all(|i| i.group().is_some()) {
+        merge(&groups, &mut skipped, &mut progress, &mut each)
+    } else {
+        let mut stream = Stream::new(inputs);
         loop {
-            let piece = lines
-                .next()
-                .map_err(|e| Error::Message(format!("cannot read {}: {e}", input.name())))?;
-            let flow = match piece {
-                None => break,
-                Some(Piece::Caught) => {
+            let piece = match stream.next(&mut skipped)? {
+                None => break Ok(()),
+                Some(Step::Line) => Piece::Line(stream.line()),
+                Some(Step::Caught) => {
                     if let Some(p) = progress.as_mut() {
-                        p.show(lines.bytes_read);
+                        p.show(stream.bytes_read());
                     }
-                    each(&place, Piece::Caught, &mut skipped)
-                }
-                Some(Piece::Unusable(why)) => {
-                    place.line += 1;
-                    skipped.note(&place, why);
-                    ControlFlow::Continue(())
-                }
-                Some(piece) => {
-                    place.line += 1;
-                    each(&place, piece, &mut skipped)
+                    Piece::Caught
                 }
             };
-            if flow.is_break() {
-                if let Some(p) = progress.as_mut() {
-                    p.clear();
-                }
-                return Ok(skipped);
+            if each(&stream.place(), piece, &mut skipped).is_break() {
+                break Ok(());
             }
         }
-        if let Some(p) = progress.as_mut() {
-            p.next_input(lines.bytes_read);
-        }
-    }
+    };
     if let Some(p) = progress.as_mut() {
         p.clear();
     }
-    Ok(skipped)
+    result.map(|()| skipped)
+}
+
+/// Several streams of lines merged by the time at the start of each line.
+/// A stream's head line is copied out, so every stream's next line can be
+/// compared; a line without a time keeps its place in its stream.
+fn merge(
+    groups: &[&[Input]],
+    skipped: &mut Skipped,
+    progress: &mut Option<Progress>,
+    each: &mut impl FnMut(&Place, Piece, &mut Skipped) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    struct Head<'a> {
+        stream: Stream<'a>,
+        line: Vec<u8>,
+        /// The time of `line` (or of the stream's last line with one).
+        time: Vec<u8>,
+        live: bool,
+    }
+    let mut heads: Vec<Head> = groups
+        .iter()
+        .map(|g| Head {
+            stream: Stream::new(g),
+            line: Vec::new(),
+            time: Vec::new(),
+            live: true,
+        })
+        .collect();
+    // Fills a head with its stream's next line; false at its end.
+    let refill = |head: &mut Head, skipped: &mut Skipped| -> Result<bool, Error> {
+        loop {
+            match head.stream.next(skipped)? {
+                None => return Ok(false),
+                Some(Step::Line) => {
+                    let line = head.stream.line();
+                    if let Some(time) = line_time(line) {
+                        head.time.clear();
+                        head.time.extend_from_slice(time);
+                    }
+                    head.line.clear();
+                    head.line.extend_from_slice(line);
+                    return Ok(true);
+                }
+                Some(Step::Caught) => {} // files only: nothing is live here
+            }
+        }
+    };
+    for head in &mut heads {
+        head.live = refill(head, skipped)?;
+    }
+    loop {
+        let Some(next) = heads
+            .iter_mut()
+            .filter(|h| h.live)
+            .min_by(|a, b| a.time.cmp(&b.time))
+        else {
+            return Ok(());
+        };
+        let place = next.stream.place();
+        if each(&place, Piece::Line(&next.line), skipped).is_break() {
+            return Ok(());
+        }
+        next.live = refill(next, skipped)?;
+        if let Some(p) = progress.as_mut() {
+            p.show(heads.iter().map(|h| h.stream.bytes_read()).sum());
+        }
+    }
+}
+
+/// The time stamp at the start of a line as rawprox writes it: its text
+/// sorts in time order.
+fn line_time(line: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"{\"time\":\"";
+    let time = line.strip_prefix(KEY)?.get(..27)?;
+    (time[26] == b'Z').then_some(time)
+}
+
+/// The lines of some inputs, one after the other.
+struct Stream<'a> {
+    inputs: &'a [Input],
+    /// The input being read (`inputs[at - 1]`) and its lines.
+    at: usize,
+    lines: Option<Lines<Box<dyn Read + 'a>>>,
+    line: u64,
+    /// Bytes of the inputs already finished.
+    done: u64,
+}
+
+impl<'a> Stream<'a> {
+    fn new(inputs: &'a [Input]) -> Self {
+        Stream {
+            inputs,
+            at: 0,
+            lines: None,
+            line: 0,
+            done: 0,
+        }
+    }
+
+    /// Where the last piece came from.
+    fn place(&self) -> Place<'a> {
+        Place {
+            input: &self.inputs[self.at.max(1) - 1],
+            line: self.line,
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.done + self.lines.as_ref().map_or(0, |l| l.bytes_read)
+    }
+
+    /// The next line (then `line()`) or `Caught`, opening the inputs in
+    /// turn; unusable lines and inputs are counted in `skipped`.
+    fn next(&mut self, skipped: &mut Skipped) -> Result<Option<Step>, Error> {
+        loop {
+            let Some(lines) = self.lines.as_mut() else {
+                let Some(input) = self.inputs.get(self.at) else {
+                    return Ok(None);
+                };
+                self.at += 1;
+                self.line = 0;
+                self.lines = open(input, skipped)?;
+                continue;
+            };
+            let input = &self.inputs[self.at - 1];
+            let step = match lines.next() {
+                Err(e) => {
+                    return Err(Error::Message(format!("cannot read {}: {e}", input.name())));
+                }
+                Ok(None) => None,
+                Ok(Some(Piece::Caught)) => return Ok(Some(Step::Caught)),
+                Ok(Some(Piece::Unusable(why))) => Some(Err(why)),
+                Ok(Some(Piece::Line(_))) => Some(Ok(())),
+            };
+            match step {
+                None => {
+                    self.done += lines.bytes_read;
+                    self.lines = None;
+                }
+                Some(Err(why)) => {
+                    self.line += 1;
+                    let place = Place {
+                        input,
+                        line: self.line,
+                    };
+                    skipped.note(&place, why);
+                }
+                Some(Ok(())) => {
+                    self.line += 1;
+                    return Ok(Some(Step::Line));
+                }
+            }
+        }
+    }
+
+    /// The line `next` found last.
+    fn line(&self) -> &[u8] {
+        self.lines.as_ref().map_or(&[], |l| l.last_line())
+    }
+}
+
+/// What `Stream::next` found.
+enum Step {
+    Line,
+    Caught,
+}
+
+/// Opens one input for reading; `None` when it is skipped (and counted).
+fn open<'a>(
+    input: &'a Input,
+    skipped: &mut Skipped,
+) -> Result<Option<Lines<Box<dyn Read + 'a>>>, Error> {
+    let source: Box<dyn Read + 'a> = match input {
+        Input::Stdin => Box::new(io::stdin().lock()),
+        Input::File {
+            path, len, found, ..
+        } => {
+            let opened = match len {
+                Some(_) => sys::open_regular(path),
+                None => File::open(path),
+            };
+            match (opened, len) {
+                (Ok(file), Some(len)) => Box::new(file.take(*len)),
+                (Ok(file), None) => Box::new(file),
+                // SPEC §9: a file that vanished from a directory, or
+                // cannot be opened now, is skipped and counted.
+                (Err(e), _) if *found => {
+                    skipped.note_at(input.name(), 0, format!("cannot open: {e}"));
+                    return Ok(None);
+                }
+                (Err(e), _) => {
+                    return Err(Error::Message(format!(
+                        "cannot open {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Input::Unread { why, .. } => {
+            skipped.note_at(input.name(), 0, why.clone());
+            return Ok(None);
+        }
+        Input::Bytes(bytes) => Box::new(bytes.as_slice()),
+    };
+    // Bytes in memory need no buffer bigger than themselves.
+    let buffer = match input {
+        Input::Bytes(bytes) => bytes.len().saturating_add(1).min(READ_CHUNK),
+        _ => READ_CHUNK,
+    };
+    Ok(Some(Lines::with_buffer(source, buffer)))
 }
 
 /// SPEC §9: with files as input and stderr a terminal, a run that takes more
@@ -495,8 +685,6 @@ pub fn read_lines(
 /// (and there the output shows the progress).
 struct Progress {
     total: u64,
-    /// Bytes of the inputs already finished.
-    done: u64,
     started: Instant,
     last_shown: Option<Instant>,
 }
@@ -520,13 +708,13 @@ impl Progress {
             .sum();
         Some(Progress {
             total,
-            done: 0,
             started: Instant::now(),
             last_shown: None,
         })
     }
 
-    fn show(&mut self, read_of_this_input: u64) {
+    /// Shows `read` bytes of the total read, at most five times a second.
+    fn show(&mut self, read: u64) {
         let now = Instant::now();
         if now.duration_since(self.started) < Duration::from_secs(1)
             || self
@@ -536,7 +724,6 @@ impl Progress {
             return;
         }
         self.last_shown = Some(now);
-        let read = self.done + read_of_this_input;
         let percent = read * 100 / self.total.max(1);
         let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
         let _ = write!(
@@ -545,10 +732,6 @@ impl Progress {
             mib(read),
             mib(self.total)
         );
-    }
-
-    fn next_input(&mut self, read: u64) {
-        self.done += read;
     }
 
     fn clear(&mut self) {
@@ -665,5 +848,39 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(expand(&[]).unwrap()[..], [Input::Stdin]));
+    }
+
+    #[test]
+    fn several_inputs_are_merged_by_time() {
+        let dir = std::env::temp_dir().join(format!("rawprox-read-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        let line = |s: u32| format!("{{\"time\":\"2025-10-22T15:32:{s:02}.000000Z\",\"n\":{s}}}\n");
+        // A directory of two files (read in turn) and a file beside it.
+        std::fs::write(dir.join("d/a.ndjson"), line(1) + &line(4)).unwrap();
+        std::fs::write(dir.join("d/b.ndjson"), line(5) + "no time\n" + &line(9)).unwrap();
+        std::fs::write(dir.join("c.ndjson"), line(2) + &line(6) + &line(7)).unwrap();
+        let args = [dir.join("d"), dir.join("c.ndjson")].map(|p| p.to_str().unwrap().to_string());
+        let inputs = expand(&args).unwrap();
+        let mut seen = Vec::new();
+        read_lines(&inputs, |place, piece, _| {
+            if let Piece::Line(line) = piece {
+                let text = String::from_utf8_lossy(line);
+                let n = text
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('}')
+                    .to_string();
+                seen.push(format!("{n}@{}", place.line));
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            seen,
+            ["1@1", "2@1", "4@2", "5@1", "no time@2", "6@2", "7@3", "9@3"]
+        );
     }
 }
