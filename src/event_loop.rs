@@ -5,20 +5,21 @@
 
 use crate::log::destination::Destination;
 use crate::log::{Log, News, Settings};
-use crate::mcp::McpConn;
-use crate::proxy::listener::{Accept, Listener};
+use crate::mcp::conn::McpConn;
+use crate::mcp::server::{self, Server};
+use crate::proxy::listener::{Accept, Listener, accept_from};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
 use crate::proxy::resolve::{Request, Resolved, Resolver};
 use crate::proxy::token::{self, SIGNALS, Side, WAKER};
 use crate::proxy::unreachable::{self, Unreachable};
-use control::McpState;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,10 +73,8 @@ pub struct EventLoop {
     throttled: Vec<(usize, u64)>,
     /// Pairs that yielded with more to read: pumped again next turn.
     yielded: Vec<(usize, u64)>,
-    /// MCP connections and the requests waiting for their answers.
-    mcp: McpState,
-    /// Wakes the loop (for helper threads started later).
-    wake: Arc<dyn Fn() + Send + Sync>,
+    /// The MCP server's own state (its connections are slots).
+    mcp: Server,
 }
 
 impl EventLoop {
@@ -155,8 +154,7 @@ impl EventLoop {
             stop: None,
             throttled: Vec::new(),
             yielded: Vec::new(),
-            mcp: McpState::default(),
-            wake,
+            mcp: Server::new(wake),
         })
     }
 
@@ -179,7 +177,7 @@ impl EventLoop {
                     SIGNALS => self.on_signals(),
                     WAKER => {
                         self.on_resolved();
-                        self.on_read_answers();
+                        server::on_reader_answers(&mut self);
                         let news = self.log.on_writer_reports();
                         self.on_log_news(news);
                     }
@@ -205,7 +203,7 @@ impl EventLoop {
             self.log.deadline(now),
             connect,
             self.accepts_paused_until,
-            self.mcp_deadline(),
+            server::deadline(self),
         ]
         .into_iter()
         .flatten()
@@ -229,10 +227,10 @@ impl EventLoop {
                 self.with_pair(key, |pair, ctx| pair.on_event(key, side, event, ctx))
             }
             Some(Slot::McpListener(_)) if self.accepts_paused_until.is_none() => {
-                self.accept_mcp(key)
+                self.accept_all(key)
             }
             Some(Slot::McpListener(_)) => {}
-            Some(Slot::McpConn(_)) => self.on_mcp(key),
+            Some(Slot::McpConn(_)) => server::serve(self, key),
             // A stale event for a freed slot (mio's examples ignore them too).
             None => {}
         }
@@ -247,22 +245,28 @@ impl EventLoop {
             })
             .collect();
         for key in keys {
-            match self.slab.get(key) {
-                Some(Slot::McpListener(_)) => self.accept_mcp(key),
-                _ => self.accept_all(key),
-            }
+            self.accept_all(key);
         }
     }
 
     /// Accepts until the listener would block (edge-triggered), or backs off
     /// on EMFILE and the like without spinning (SPEC §3, nginx's approach).
+    /// A rule's connection becomes a pair; an MCP one goes to the server.
     fn accept_all(&mut self, key: usize) {
         loop {
-            let Some(Slot::Listener(listener)) = self.slab.get(key) else {
-                return;
+            let accepted = match self.slab.get(key) {
+                Some(Slot::Listener(listener)) => listener.accept(),
+                Some(Slot::McpListener(socket)) => accept_from(socket),
+                _ => return,
             };
-            let (stream, addr) = match listener.accept() {
-                Accept::Connection(stream, addr) => (stream, addr),
+            match accepted {
+                Accept::Connection(stream, addr) => {
+                    if matches!(self.slab.get(key), Some(Slot::McpListener(_))) {
+                        server::welcome(self, stream);
+                    } else {
+                        self.open_pair(key, stream, addr);
+                    }
+                }
                 Accept::Drained => {
                     // A listener drained without error: the episode is over.
                     self.accept_error_reported = false;
@@ -270,44 +274,58 @@ impl EventLoop {
                 }
                 Accept::Retry => continue,
                 Accept::Exhausted(e) => {
-                    let port = listener.rule.local_port;
+                    let port = match self.slab.get(key) {
+                        Some(Slot::Listener(listener)) => listener.rule.local_port,
+                        Some(Slot::McpListener(socket)) => {
+                            socket.local_addr().map_or(0, |a| a.port())
+                        }
+                        _ => 0,
+                    };
                     self.pause_accepts(port, e);
                     return;
                 }
-            };
-            let listen_port = listener.rule.local_port;
-            let target_name = Rc::clone(&listener.target_name);
-            let literal = listener.target_literal;
-            let host = listener.rule.target_host.clone();
-            let port = listener.rule.target_port;
+            }
+        }
+    }
 
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            let pair_key = self.slab.insert(Slot::Pair(Pair::new(
-                serial,
-                listen_port,
-                stream,
-                addr,
-                target_name,
-            )));
-            self.connect_deadlines
-                .push_back((Instant::now() + CONNECT_TIMEOUT, pair_key, serial));
-            match literal {
-                Some(addr) => self.with_pair(pair_key, |pair, ctx| {
-                    pair.start_connecting(pair_key, vec![addr], ctx)
-                }),
-                None => {
-                    let request = Request {
-                        key: pair_key,
-                        serial,
-                        host,
-                        port,
-                    };
-                    if self.resolver.lookup(request).is_err() {
-                        self.with_pair(pair_key, |pair, ctx| {
-                            pair.give_up(ctx, "the name resolver is gone")
-                        });
-                    }
+    /// Starts the pair for a connection accepted on the rule listener
+    /// `key`: it connects at once to a literal address, or after a lookup.
+    fn open_pair(&mut self, key: usize, stream: mio::net::TcpStream, addr: SocketAddr) {
+        let Some(Slot::Listener(listener)) = self.slab.get(key) else {
+            return;
+        };
+        let listen_port = listener.rule.local_port;
+        let target_name = Rc::clone(&listener.target_name);
+        let literal = listener.target_literal;
+        let host = listener.rule.target_host.clone();
+        let port = listener.rule.target_port;
+
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let pair_key = self.slab.insert(Slot::Pair(Pair::new(
+            serial,
+            listen_port,
+            stream,
+            addr,
+            target_name,
+        )));
+        self.connect_deadlines
+            .push_back((Instant::now() + CONNECT_TIMEOUT, pair_key, serial));
+        match literal {
+            Some(addr) => self.with_pair(pair_key, |pair, ctx| {
+                pair.start_connecting(pair_key, vec![addr], ctx)
+            }),
+            None => {
+                let request = Request {
+                    key: pair_key,
+                    serial,
+                    host,
+                    port,
+                };
+                if self.resolver.lookup(request).is_err() {
+                    self.with_pair(pair_key, |pair, ctx| {
+                        pair.give_up(ctx, "the name resolver is gone")
+                    });
                 }
             }
         }
@@ -405,7 +423,7 @@ impl EventLoop {
             self.resume_throttled();
         }
         if news.written {
-            self.release_held();
+            server::on_flush_written(self);
         }
         if let Some(message) = news.failed
             && !matches!(self.stop, Some(Stop::Failed(_)))
@@ -432,7 +450,7 @@ impl EventLoop {
                 break;
             }
         }
-        self.close_idle_mcp(now);
+        server::close_idle(self, now);
         if self.accepts_paused_until.is_some_and(|until| until <= now) {
             self.accepts_paused_until = None;
             self.accept_on_all();

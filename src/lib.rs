@@ -2,8 +2,10 @@
 //! rawprox: a transparent TCP proxy that logs every byte as NDJSON.
 //! `run` takes a validated `Config`, checks what touches the system (log
 //! directory, ports), and runs the event loop until shutdown.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+mod error;
 pub mod event_loop;
 pub mod log;
 pub mod mcp;
@@ -15,19 +17,10 @@ use cli::proxy::Config;
 use event_loop::{EventLoop, Stop};
 use log::destination::{self, Destination};
 use proxy::listener::Listener;
-use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// A start-up or run-time failure; `main` prints it as `Error: {it}`.
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use error::Error;
 
 /// Runs the proxy until SIGINT/SIGTERM or a failure (SPEC §2–§6).
 pub fn run(config: Config) -> Result<ExitCode, Error> {
@@ -36,7 +29,7 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
     // SPEC §2: the log directory is checked before any port is bound.
     let destination = match config.log_dir {
         Some(dir) => {
-            destination::prepare_directory(&dir).map_err(Error)?;
+            destination::prepare_directory(&dir).map_err(Error::Message)?;
             Destination::Directory {
                 dir,
                 format: config.filename_format,
@@ -51,7 +44,7 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
         .into_iter()
         .map(Listener::bind)
         .collect::<Result<Vec<_>, String>>()
-        .map_err(Error)?;
+        .map_err(Error::Message)?;
     let mcp_listener = config.mcp_port.map(bind_mcp).transpose()?;
     let mib = |mb: u64| (mb as usize).saturating_mul(1024 * 1024);
     let log_settings = log::Settings {
@@ -60,10 +53,10 @@ pub fn run(config: Config) -> Result<ExitCode, Error> {
         cap: config.max_buffer_mb.map(mib),
     };
     let event_loop = EventLoop::new(listeners, mcp_listener, destination, log_settings)
-        .map_err(|e| Error(format!("cannot start the event loop: {e}")))?;
+        .map_err(|e| Error::Message(format!("cannot start the event loop: {e}")))?;
     match event_loop.run() {
         Stop::Clean => Ok(ExitCode::SUCCESS),
-        Stop::Failed(message) => Err(Error(message)),
+        Stop::Failed(message) => Err(Error::Message(message)),
     }
 }
 
@@ -72,11 +65,11 @@ fn bind_mcp(port: u16) -> Result<mio::net::TcpListener, Error> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     mio::net::TcpListener::bind(addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            Error(format!(
+            Error::Message(format!(
                 "Port {port} is already in use: it is the --mcp-port (0 lets the system choose a free one)"
             ))
         } else {
-            Error(format!("cannot listen on MCP port {port}: {e}"))
+            Error::Message(format!("cannot listen on MCP port {port}: {e}"))
         }
     })
 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     };
     match rawprox::run(config) {
         Ok(code) => code,
+        Err(rawprox::Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", cli::error_line(&e.to_string()));
             ExitCode::FAILURE

@@ -1,8 +1,8 @@
 //! What the standard library does not offer: raising the open-file limit
 //! and the listen backlog (SPEC §3), telling the allocator to give big buffers back, paging memory
 //! in ahead of use, and keeping written log data from filling the page
-//! cache. Besides the SIMD encoders (`encode/avx512.rs`, `encode/ssse3.rs`),
-//! the only `unsafe` in rawprox lives here.
+//! cache. These are the platform calls that need `unsafe`; the only other
+//! `unsafe` is the SIMD code of the line format's encoder and decoder.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};

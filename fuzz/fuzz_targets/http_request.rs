@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rawprox::mcp::http::{self, Parsed};
-use rawprox::mcp::respond;
-use rawprox::mcp::reading::Query;
+use rawprox::mcp::server::{Response, respond};
+use rawprox::mcp::reading::Capture;
 use rawprox::mcp::rpc::Control;
 use rawprox::proxy::rule::PortRule;
 use rawprox::log::destination::{DestKey, Destination};
@@ -27,9 +27,15 @@ impl Control for Accepting {
     fn stop_logging(&mut self, _: Option<DestKey>) -> Result<Vec<DestKey>, String> {
         Ok(Vec::new())
     }
-    fn shutdown(&mut self) {}
-    fn read_capture(&mut self, _: Query) -> Result<(), String> {
-        Ok(())
+    fn request_shutdown(&mut self) {}
+    fn capture(&self) -> Result<Capture, String> {
+        Ok(Capture {
+            directories: Vec::new(),
+            run_started_micros: 0,
+        })
+    }
+    fn write_soon(&mut self) -> u64 {
+        0
     }
 }
 
@@ -54,11 +60,10 @@ fuzz_target!(|input: &[u8]| {
         Parsed::Incomplete => {}
         Parsed::Complete(request, used) => {
             assert!(used <= input.len());
-            let answer = respond(&request, &mut Accepting);
-            match answer.later {
-                // A reading tool: the answer comes later, nothing now.
-                Some(_) => assert!(answer.bytes.is_empty()),
-                None => check_response(&answer.bytes),
+            match respond(&request, &mut Accepting) {
+                Response::Now(answer) => check_response(&answer.bytes),
+                // A tool that waits for the log: nothing to send now.
+                Response::Later(_) => {}
             }
         }
         Parsed::Reject(status, why) => {

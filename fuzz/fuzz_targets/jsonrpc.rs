@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawprox::mcp::reading::Query;
+use rawprox::mcp::reading::Capture;
 use rawprox::mcp::rpc::{self, Control, Outcome};
 use rawprox::proxy::rule::PortRule;
 use rawprox::log::destination::{DestKey, Destination};
@@ -26,9 +26,12 @@ impl Control for Refusing {
     fn stop_logging(&mut self, _: Option<DestKey>) -> Result<Vec<DestKey>, String> {
         Err("not logging there".into())
     }
-    fn shutdown(&mut self) {}
-    fn read_capture(&mut self, _: Query) -> Result<(), String> {
-        Ok(())
+    fn request_shutdown(&mut self) {}
+    fn capture(&self) -> Result<Capture, String> {
+        Err("no directory destination in this run".into())
+    }
+    fn write_soon(&mut self) -> u64 {
+        0
     }
 }
 

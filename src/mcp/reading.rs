@@ -52,7 +52,7 @@ pub enum Query {
 /// What a query reads: this run's directory destinations (active or
 /// stopped) and when the run started, so earlier runs appended to the same
 /// files are left out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Capture {
     pub directories: Vec<String>,
     pub run_started_micros: u64,

@@ -1,8 +1,10 @@
-//! JSON-RPC 2.0 and the five MCP tools (SPEC §7): a request body in, an
+//! JSON-RPC 2.0 and the MCP tools (SPEC §7, §9): a request body in, an
 //! outcome out. What a tool does to the proxy goes through the `Control`
-//! trait, so the dispatcher has no sockets and is tested with a fake.
+//! trait, so the dispatcher has no sockets and is tested with a fake. A
+//! tool whose answer waits for the log says so in the outcome (`Later`);
+//! keeping it until then is the server's job (`server.rs`).
 
-use super::reading::Query;
+use super::reading::{Capture, Query};
 use crate::log::destination::{DestKey, Destination};
 use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::PortRule;
@@ -23,13 +25,17 @@ pub trait Control {
     /// Returns how many open connections were closed.
     fn remove_rule(&mut self, local_port: u16) -> Result<usize, String>;
     fn start_logging(&mut self, destination: Destination) -> Result<(), String>;
-    /// `None` stops every destination; returns those stopped.
+    /// `None` stops every destination; returns those stopped. Their last
+    /// lines are written by the flush `write_soon` returns.
     fn stop_logging(&mut self, which: Option<DestKey>) -> Result<Vec<DestKey>, String>;
     /// Shut down as on SIGINT, after this answer is sent.
-    fn shutdown(&mut self);
-    /// Starts reading the capture for `query` (SPEC §9); its answer comes
-    /// later. An error says why it cannot (no directory in this run).
-    fn read_capture(&mut self, query: Query) -> Result<(), String>;
+    fn request_shutdown(&mut self);
+    /// What the reading tools read (SPEC §9); an error says why there is
+    /// nothing (no directory in this run).
+    fn capture(&self) -> Result<Capture, String>;
+    /// Asks for every line logged so far to be written as soon as it can
+    /// be; returns the log flush that writes them.
+    fn write_soon(&mut self) -> u64;
 }
 
 /// How to answer one message.
@@ -41,9 +47,29 @@ pub enum Outcome {
     Invalid(Value),
     /// 202, no body: a notification or a response from the client.
     Accepted,
-    /// A tool whose answer comes later, to the request with this id
-    /// (`Control::read_capture`).
-    Later(Value),
+    /// A tool whose answer waits until the log's lines so far are written.
+    Later(Later),
+}
+
+/// A tool's answer that comes later: once log flush `flush` is written
+/// (every line logged before the call is then out), `then` gives it.
+#[derive(Debug, PartialEq)]
+pub struct Later {
+    /// The request's id, for the reply.
+    pub id: Value,
+    pub flush: u64,
+    pub then: Then,
+}
+
+/// What a `Later` does once its flush is written.
+#[derive(Debug, PartialEq)]
+pub enum Then {
+    /// Reply with this tool result (`stop-logging`, SPEC §7: the stopped
+    /// directories' files are whole when it answers).
+    Reply(Value),
+    /// Read the capture on the reader thread and reply with what it finds
+    /// (the reading tools, SPEC §9).
+    Read(Query, Capture),
 }
 
 /// Handles one POSTed body.
@@ -111,7 +137,11 @@ pub fn handle(body: &[u8], control: &mut dyn Control) -> Outcome {
         "ping" => reply(id, Ok(json!({})), false),
         "tools/list" => reply(id, Ok(json!({ "tools": tools() })), false),
         "tools/call" => match call_tool(&params, control) {
-            Ok(Called::Later) => Outcome::Later(id),
+            Ok(Called::Later(then)) => Outcome::Later(Later {
+                id,
+                flush: control.write_soon(),
+                then,
+            }),
             Ok(Called::Now(result)) => reply(id, Ok(result), false),
             Err(e) => reply(id, Err(e), false),
         },
@@ -153,7 +183,7 @@ fn initialize(params: &Value) -> Value {
     })
 }
 
-/// The five tools with their JSON Schemas.
+/// The tools with their JSON Schemas.
 pub fn tools() -> Value {
     let port = |what: &str| json!({ "type": "integer", "minimum": 1, "maximum": 65535, "description": what });
     json!([
@@ -267,8 +297,8 @@ pub fn tools() -> Value {
 enum Called {
     /// The result, now.
     Now(Value),
-    /// The result comes later (see `Outcome::Later`).
-    Later,
+    /// The result comes once the lines logged so far are written.
+    Later(Then),
 }
 
 /// A tool's result, or its error, as the JSON-RPC reply to `id`.
@@ -291,16 +321,19 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, 
         Some(_) => return Err(invalid("\"arguments\" must be an object".into())),
     };
     let read = |query: Result<Query, String>, control: &mut dyn Control| {
-        query
-            .and_then(|q| control.read_capture(q))
-            .map(|()| Called::Later)
-            .map_err(invalid)
+        let query = query.map_err(invalid)?;
+        let capture = control.capture().map_err(invalid)?;
+        Ok(Called::Later(Then::Read(query, capture)))
     };
     let text = match name {
         "list-connections" => return read(Query::list(args), control),
         "read-connection" => return read(Query::read(args), control),
+        // SPEC §7: it answers once the stopped destinations are written.
+        "stop-logging" => {
+            let text = stop_logging(args, control).map_err(invalid)?;
+            return Ok(Called::Later(Then::Reply(text_result(&text))));
+        }
         "start-logging" => start_logging(args, control),
-        "stop-logging" => stop_logging(args, control),
         "add-port-rule" => add_port_rule(args, control),
         "remove-port-rule" => {
             let port = port_arg(args, "local_port")?;
@@ -309,7 +342,7 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, 
             })
         }
         "shutdown" => {
-            control.shutdown();
+            control.request_shutdown();
             Ok(
                 "Shutting down: closing every connection and writing every buffered log line"
                     .into(),
@@ -318,9 +351,12 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, 
         other => return Err((METHOD_NOT_FOUND, format!("Unknown tool: {other}"))),
     }
     .map_err(invalid)?;
-    Ok(Called::Now(
-        json!({ "content": [{ "type": "text", "text": text }] }),
-    ))
+    Ok(Called::Now(text_result(&text)))
+}
+
+/// A successful tool result: one sentence saying what was done (SPEC §7).
+fn text_result(text: &str) -> Value {
+    json!({ "content": [{ "type": "text", "text": text }] })
 }
 
 fn port_arg(args: &Map<String, Value>, name: &str) -> Result<u16, (i64, String)> {
@@ -466,17 +502,27 @@ mod tests {
                 Some(key) => Err(format!("not logging to {}", key.describe())),
             }
         }
-        fn read_capture(&mut self, _query: Query) -> Result<(), String> {
+        fn capture(&self) -> Result<Capture, String> {
             Err("no directory destination in this run: start-logging to a directory first".into())
         }
-        fn shutdown(&mut self) {
+        fn write_soon(&mut self) -> u64 {
+            0
+        }
+        fn request_shutdown(&mut self) {
             self.shut_down = true;
         }
     }
 
+    /// The reply to `body`; one that waits for the log gets it at once, as
+    /// after its flush.
     fn call(control: &mut FakeControl, body: Value) -> Value {
         match handle(body.to_string().as_bytes(), control) {
             Outcome::Reply { body, .. } => body,
+            Outcome::Later(Later {
+                id,
+                then: Then::Reply(result),
+                ..
+            }) => tool_reply(id, Ok(result)),
             other => panic!("{other:?}"),
         }
     }
@@ -654,15 +700,31 @@ mod tests {
             fn stop_logging(&mut self, _: Option<DestKey>) -> Result<Vec<DestKey>, String> {
                 unreachable!()
             }
-            fn shutdown(&mut self) {}
-            fn read_capture(&mut self, _: Query) -> Result<(), String> {
-                Ok(())
+            fn request_shutdown(&mut self) {}
+            fn capture(&self) -> Result<Capture, String> {
+                Ok(Capture {
+                    directories: vec!["d".into()],
+                    run_started_micros: 1,
+                })
+            }
+            fn write_soon(&mut self) -> u64 {
+                3
             }
         }
         let body = json!({"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"list-connections","arguments":{}}});
         assert_eq!(
             handle(body.to_string().as_bytes(), &mut Reads),
-            Outcome::Later(json!("q"))
+            Outcome::Later(Later {
+                id: json!("q"),
+                flush: 3,
+                then: Then::Read(
+                    Query::List {
+                        port: None,
+                        limit: 100
+                    },
+                    Reads.capture().unwrap()
+                )
+            })
         );
         let list = &tools()[5];
         assert_eq!(list["outputSchema"]["type"], "object");

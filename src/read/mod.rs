@@ -22,10 +22,8 @@ pub mod pcap;
 pub mod pipeline;
 pub mod track;
 
+pub use crate::error::Error;
 pub use decode::ConnId;
-
-use std::fmt;
-use std::io;
 
 /// A side of a connection. As an index: client 0, target 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,35 +52,6 @@ impl Side {
             "client" => Some(Side::Client),
             "target" => Some(Side::Target),
             _ => None,
-        }
-    }
-}
-
-/// Why a reading command stopped.
-#[derive(Debug, PartialEq)]
-pub enum Error {
-    /// For the user, after `Error: `; exit 1.
-    Message(String),
-    /// The output was closed (`| head`): not an error, exit 0 quietly.
-    OutputClosed,
-}
-
-impl Error {
-    /// A failed write of the output.
-    pub fn output(e: io::Error) -> Error {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            Error::OutputClosed
-        } else {
-            Error::Message(format!("cannot write the output: {e}"))
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Message(m) => f.write_str(m),
-            Error::OutputClosed => f.write_str("the output was closed"),
         }
     }
 }
