@@ -479,6 +479,50 @@ fn stop_logging_answers_once_its_lines_are_written() {
     eprintln!("stop-logging answered in {waited:?}");
 }
 
+/// SPEC §7: `stop-logging` with nothing to stop, or nothing pending, answers
+/// at once, not at some later flush (here none would come for ten minutes).
+#[test]
+fn stop_logging_with_nothing_to_stop_answers_at_once() {
+    let tmp = TempDir::new("mcp-stop-nothing");
+    let dir = path_str(&tmp.join("logs"));
+    let (mut proxy, port) = start_mcp(&[&format!("@{dir}"), "--flush-millis", "600000"]);
+    let mut http = Http::connect(port);
+    // A read that waits past the deadline fails the test instead of hanging.
+    http.stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let text = http.call("stop-logging", json!({}));
+    assert!(text.contains(&dir), "{text}");
+    let lines = file_lines(Path::new(&dir));
+    assert_eq!(lines.last().unwrap()["event"], "stop-logging");
+    // Nothing is active now: every one of these answers without a flush.
+    let askers: Vec<_> = (0..10)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut http = Http::connect(port);
+                http.stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                let args = if i % 2 == 0 {
+                    json!({})
+                } else {
+                    json!({"directory": null})
+                };
+                let value = http.rpc(
+                    "tools/call",
+                    json!({"name": "stop-logging", "arguments": args}),
+                );
+                value.to_string()
+            })
+        })
+        .collect();
+    for asker in askers {
+        let answer = asker.join().expect("an answer before the deadline");
+        // `{}` stops nothing; `null` asks for a stdout that is not active.
+        let expected = ["No log destination was active", "not logging to stdout"];
+        assert!(expected.iter().any(|e| answer.contains(e)), "{answer}");
+    }
+    let text = http.call("stop-logging", json!({}));
+    assert_eq!(text, "No log destination was active");
+    proxy.stop();
+}
+
 #[test]
 fn destinations_start_and_stop_at_run_time() {
     let target = echo_server("127.0.0.1");

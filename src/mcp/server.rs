@@ -163,19 +163,10 @@ pub fn serve(host: &mut impl Host, key: usize) {
         match response {
             Response::Now(answer) => conn.send(answer),
             Response::Later(pending) => {
-                let read = matches!(
-                    pending.step,
-                    Step::Flush {
-                        then: Then::Read(..),
-                        ..
-                    }
-                );
                 conn.pending = Some(pending);
-                // SPEC §9: a query reads once every line so far is written,
-                // perhaps at once.
-                if read {
-                    advance(host, key);
-                }
+                // SPEC §7, §9: when what it waits for is written already
+                // (nothing was pending), it goes on at once.
+                advance(host, key);
             }
         }
     }
