@@ -199,6 +199,41 @@ fn mcp_port_alone_runs_quietly_on_loopback() {
     assert_eq!(proxy.stderr_text(), "", "no help text, no error");
 }
 
+/// SPEC §7 (and the upstream tool's controllers): asking for stdout while
+/// it is only the implicit destination succeeds and is announced; from then
+/// on it counts as asked for, and asking again is the "already logging" error.
+#[test]
+fn start_logging_of_the_implicit_stdout_is_announced_once() {
+    let target = echo_server("127.0.0.1");
+    let (mut proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    let text = http.call("start-logging", json!({"directory": null}));
+    assert_eq!(text, "Logging to stdout started");
+    let raw = proxy
+        .next_line_by(Instant::now() + DEADLINE)
+        .expect("the start-logging line");
+    let started = check_line(&raw);
+    assert_eq!(
+        top_level_keys(&raw),
+        ["time", "event", "directory"],
+        "{raw}"
+    );
+    assert_eq!(started["event"], "start-logging");
+    assert_eq!(started["directory"], Value::Null);
+    let (code, message) = http.call_err("start-logging", json!({}));
+    assert_eq!(code, -32602);
+    assert_eq!(message, "already logging to stdout");
+    // Still the one stdout destination: traffic is there once.
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let client = echo_once(local, b"once").to_string();
+    let lines = parse_lines(&proxy.stop());
+    let to = format!("127.0.0.1:{}", target.port());
+    assert_eq!(data_between(&lines, &client, &to), b"once");
+    assert_eq!(events(&lines, "start-logging").len(), 1, "announced once");
+    assert_eq!(events(&lines, "stop-logging").len(), 1);
+}
+
 #[test]
 fn initialize_negotiates_versions_on_one_keep_alive_connection() {
     let (_proxy, port) = start_mcp(&[]);

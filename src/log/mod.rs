@@ -107,6 +107,9 @@ pub struct Log {
     run_started_micros: u64,
     /// An MCP server runs: control events also go to stdout, at once.
     console: bool,
+    /// stdout is a destination nobody asked for (no `@LOG_DIRECTORY`): a
+    /// `start-logging` of stdout then succeeds once (SPEC §7).
+    stdout_implicit: bool,
     clock: LineClock,
     ids: ConnIdSeq,
 }
@@ -144,6 +147,7 @@ impl Log {
             directories_this_run: Vec::new(),
             run_started_micros: now_micros(),
             console: mcp_endpoint.is_some(),
+            stdout_implicit: false,
             clock: LineClock::default(),
             ids: ConnIdSeq::starting_at(now_micros()),
         };
@@ -155,6 +159,7 @@ impl Log {
                 log.note_pending();
                 log.arena.add_destination(Destination::Stdout);
                 log.destinations.push(Destination::Stdout);
+                log.stdout_implicit = true;
             }
             directory => log.add_destination(directory).map_err(io::Error::other)?,
         }
@@ -221,8 +226,13 @@ impl Log {
 
     /// Adds a log destination: traffic logged from now on goes there too
     /// (SPEC §5, §7). A directory's first line is its `start-logging`.
+    /// Asking for the implicit stdout makes it asked for, and announced.
     pub fn add_destination(&mut self, destination: Destination) -> Result<(), String> {
         let key = destination.key();
+        if key == DestKey::Stdout && std::mem::take(&mut self.stdout_implicit) {
+            self.logging_event(&key, "start-logging", None, None);
+            return Ok(());
+        }
         if self.destination_keys().contains(&key) {
             return Err(format!("already logging to {}", key.describe()));
         }
@@ -256,6 +266,7 @@ impl Log {
             return Err(format!("not logging to {}", key.describe()));
         };
         let destination = self.destinations.remove(i);
+        self.stdout_implicit &= *key != DestKey::Stdout;
         let directory = match &destination {
             Destination::Stdout => None,
             Destination::Directory { dir, .. } => Some(dir.as_str()),
@@ -547,10 +558,19 @@ mod tests {
             flush_bytes: None,
             cap: None,
         };
-        let log = Log::start(Destination::Stdout, wake.clone(), settings, endpoint);
-        let text = String::from_utf8(log.unwrap().arena.to_bytes()).unwrap();
+        let mut log = Log::start(Destination::Stdout, wake.clone(), settings, endpoint).unwrap();
+        let text = String::from_utf8(log.arena.to_bytes()).unwrap();
         assert!(text.contains(r#""event":"mcp-ready""#), "{text}");
         assert!(!text.contains("start-logging"), "{text}");
+        // Asked for once, it is announced; asked again, it is an error.
+        assert_eq!(log.add_destination(Destination::Stdout), Ok(()));
+        let text = String::from_utf8(log.arena.to_bytes()).unwrap();
+        assert!(
+            text.contains(r#""event":"start-logging","directory":null}"#),
+            "{text}"
+        );
+        assert!(log.add_destination(Destination::Stdout).is_err());
+        assert_eq!(log.destination_keys(), [DestKey::Stdout]);
         let dir = Destination::Directory {
             dir: "unused".into(),
             format: timefmt::FilenameFormat::parse("x.log").unwrap(),
