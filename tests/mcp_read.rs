@@ -288,3 +288,118 @@ fn a_long_query_does_not_hold_up_traffic_or_other_requests() {
     );
     proxy.stop();
 }
+
+/// Sends one JSON-RPC request on a new MCP connection and reads the head of
+/// its answer, and the body only when it is small; the connection is kept
+/// (and no more of it read), as a client that does not read would.
+fn ask_without_reading(port: u16, request: &Value) -> (std::net::TcpStream, usize, Option<Value>) {
+    let mut stream = connect(port);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let body = request.to_string();
+    let raw = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).expect("the head of an answer");
+        assert!(n > 0, "closed before an answer");
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let head_text = String::from_utf8_lossy(&got[..head]).to_ascii_lowercase();
+    let length: usize = head_text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Content-Length");
+    if length > 64 * 1024 {
+        return (stream, length, None);
+    }
+    while got.len() < head + length {
+        let n = stream.read(&mut chunk).expect("the body of an answer");
+        assert!(n > 0, "closed mid-answer");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let value = serde_json::from_slice(&got[head..head + length]).expect("a JSON answer");
+    (stream, length, Some(value))
+}
+
+/// SPEC §7: what the server holds for clients that do not read is bounded
+/// in total. Ten clients ask for a 21 MB hex dump (a 200-byte request)
+/// and never read: the first is answered, the others get a `-32602` that
+/// says to ask for less; the proxy stays small (unbounded, it held about
+/// 20 MiB more per client: 248 MiB for twelve) and other clients are still
+/// answered.
+#[test]
+fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
+    let logs = TempDir::new("mcp-read-budget");
+    let dir = logs.join("logs");
+    let (mut proxy, port) = start_mcp(&[&format!("@{}", path_str(&dir))]);
+    // A 4 MiB connection of this run, written beside the proxy's own file.
+    let start = now_micros();
+    let mut capture = String::new();
+    let (from, to) = ("127.0.0.1:40000", "127.0.0.1:9");
+    capture.push_str(&format!(
+        r#"{{"time":"{}","ConnID":"Synth002","event":"open","from":"{from}","to":"{to}","listen_port":1}}"#,
+        line_time(start)
+    ));
+    capture.push('\n');
+    let payload = "x".repeat(64 * 1024);
+    for i in 1..=64 {
+        capture.push_str(&format!(
+            r#"{{"time":"{}","ConnID":"Synth002","data":"{payload}","from":"{from}","to":"{to}"}}"#,
+            line_time(start + i)
+        ));
+        capture.push('\n');
+    }
+    fs::write(dir.join("big.ndjson"), capture).expect("write the capture");
+
+    let big = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "read-connection",
+        "arguments": {"conn_id": "Synth002", "max_bytes": 4194304, "format": "hex"}}});
+    let clients = 10;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..clients {
+        let (stream, length, answer) = ask_without_reading(port, &big);
+        match answer {
+            None => assert_eq!(i, 0, "a second big answer held ({length} bytes)"),
+            Some(answer) => {
+                assert_eq!(answer["error"]["code"], -32602, "{answer}");
+                let message = answer["error"]["message"].as_str().unwrap();
+                assert!(message.contains("ask for less"), "{message}");
+                refused += 1;
+            }
+        }
+        held.push(stream);
+    }
+    assert_eq!(refused, clients - 1);
+    let rss_mib = rss_kib(proxy.pid()) / 1024;
+    assert!(rss_mib < 100, "the proxy holds {rss_mib} MiB");
+
+    // Other clients are answered: a listing, and a small read.
+    let mut http = Http::connect(port);
+    http.stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let list = tool(&mut http, "list-connections", json!({}));
+    assert!(text(&list).contains("Synth002"), "{list}");
+    let small = tool(
+        &mut http,
+        "read-connection",
+        json!({"conn_id": "Synth002", "max_bytes": 16}),
+    );
+    assert!(text(&small).contains("xxxxxxxxxxxxxxxx"), "{small}");
+    eprintln!(
+        "{clients} clients asked for 21 MB each and did not read: the proxy at {rss_mib} MiB"
+    );
+    drop(held);
+    proxy.stop();
+}

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rawprox::mcp::http::{self, Parsed};
-use rawprox::mcp::server::{Response, respond};
+use rawprox::mcp::server::{HELD_BUDGET, Response, respond};
 use rawprox::mcp::reading::Capture;
 use rawprox::mcp::rpc::Control;
 use rawprox::proxy::rule::PortRule;
@@ -60,7 +60,7 @@ fuzz_target!(|input: &[u8]| {
         Parsed::Incomplete => {}
         Parsed::Complete(request, used) => {
             assert!(used <= input.len());
-            match respond(&request, &mut Accepting) {
+            match respond(&request, &mut Accepting, HELD_BUDGET) {
                 Response::Now(answer) => check_response(&answer.bytes),
                 // A tool that waits for the log: nothing to send now.
                 Response::Later(_) => {}

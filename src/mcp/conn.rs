@@ -22,14 +22,6 @@ pub struct Answer {
     pub keep_alive: bool,
 }
 
-impl Answer {
-    /// A JSON-RPC message, 200.
-    pub fn json(body: &serde_json::Value, keep_alive: bool) -> Answer {
-        let bytes = http::response(200, &[], body.to_string().as_bytes(), true, keep_alive);
-        Answer { bytes, keep_alive }
-    }
-}
-
 /// An answer that comes later, kept with its connection until it is sent.
 #[derive(Debug)]
 pub struct Pending {
@@ -108,8 +100,18 @@ impl McpConn {
 
     /// Queues a response; `close` ends the connection once it is written.
     pub fn send(&mut self, answer: Answer) {
-        self.output.extend_from_slice(&answer.bytes);
+        if self.output.is_empty() {
+            self.output = answer.bytes; // No copy of a big answer.
+        } else {
+            self.output.extend_from_slice(&answer.bytes);
+        }
         self.close_when_written |= !answer.keep_alive;
+    }
+
+    /// Response bytes queued and not yet written: what this connection
+    /// holds for a client that does not read.
+    pub fn unsent(&self) -> usize {
+        self.output.len() - self.written
     }
 
     /// Called on each readiness event and after each answer: writes what is

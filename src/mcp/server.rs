@@ -12,9 +12,14 @@ use super::reading::Reader;
 use super::rpc::{self, Control, Outcome, Then};
 use crate::log::timefmt::now_micros;
 use mio::net::TcpStream;
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// SPEC §7: the most the server holds, in all, for clients that do not
+/// read their answers (a `read-connection` answer can be 21 MB).
+pub const HELD_BUDGET: usize = 32 * 1024 * 1024;
 
 /// What the server needs from the loop that runs it.
 pub trait Host: Control {
@@ -79,8 +84,52 @@ fn new_session_id() -> String {
     format!("{:016x}{n:08x}", now_micros())
 }
 
-/// Answers one complete request: HTTP checks, then the JSON-RPC message.
-pub fn respond(req: &Request, control: &mut dyn Control) -> Response {
+/// The answer carrying the JSON-RPC message `body`; one that does not fit
+/// in `room` bytes (what is left of `HELD_BUDGET`) becomes a `-32602` error
+/// to the same request, saying to ask for less (SPEC §7).
+fn json_answer(
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &Value,
+    keep_alive: bool,
+    room: usize,
+) -> Answer {
+    let mut text = body.to_string();
+    if text.len() > room {
+        let id = body.get("id").cloned().unwrap_or(Value::Null);
+        let message = format!(
+            "the answer is {} bytes, more than the {room} bytes the MCP server can still hold \
+             for clients that have not read their answers ({} MiB in all): ask for less \
+             (a smaller max_bytes or limit), or read the answers already sent",
+            text.len(),
+            HELD_BUDGET >> 20
+        );
+        text = rpc::tool_reply(id, Err(message)).to_string();
+    }
+    Answer {
+        bytes: http::response(status, extra, text.as_bytes(), true, keep_alive),
+        keep_alive,
+    }
+}
+
+/// Bytes the connections hold for their clients: answers not yet written.
+fn held(host: &impl Host) -> usize {
+    host.server()
+        .conns
+        .iter()
+        .filter_map(|&key| host.conn(key))
+        .map(McpConn::unsent)
+        .sum()
+}
+
+/// What is left of `HELD_BUDGET`.
+fn room(host: &impl Host) -> usize {
+    HELD_BUDGET.saturating_sub(held(host))
+}
+
+/// Answers one complete request: HTTP checks, then the JSON-RPC message,
+/// whose answer must fit in `room` bytes.
+pub fn respond(req: &Request, control: &mut dyn Control, room: usize) -> Response {
     let keep_alive = req.keep_alive;
     let plain = |status: u16, extra: &[(&str, &str)], text: &str| {
         Response::Now(Answer {
@@ -102,11 +151,8 @@ pub fn respond(req: &Request, control: &mut dyn Control) -> Response {
             "Method not allowed: POST one JSON-RPC message to /mcp\n",
         );
     }
-    let json = |status: u16, extra: &[(&str, &str)], body: &serde_json::Value| {
-        Response::Now(Answer {
-            bytes: http::response(status, extra, body.to_string().as_bytes(), true, keep_alive),
-            keep_alive,
-        })
+    let json = |status: u16, extra: &[(&str, &str)], body: &Value| {
+        Response::Now(json_answer(status, extra, body, keep_alive, room))
     };
     match rpc::handle(&req.body, control) {
         Outcome::Reply {
@@ -156,7 +202,8 @@ pub fn serve(host: &mut impl Host, key: usize) {
             Next::Close => return close(host, key),
             Next::Request(request) => request,
         };
-        let response = respond(&request, host);
+        let room = room(host);
+        let response = respond(&request, host, room);
         let Some(conn) = host.conn_mut(key) else {
             return;
         };
@@ -178,6 +225,7 @@ pub fn serve(host: &mut impl Host, key: usize) {
 /// caller's next `serve`.
 fn advance(host: &mut impl Host, key: usize) {
     let written = host.flushed_through();
+    let room = room(host);
     let Some(conn) = host.conn_mut(key) else {
         return;
     };
@@ -195,7 +243,7 @@ fn advance(host: &mut impl Host, key: usize) {
     let (query, capture) = match then {
         Then::Reply(result) => {
             let body = rpc::tool_reply(id, Ok(result));
-            return conn.send(Answer::json(&body, keep_alive));
+            return conn.send(json_answer(200, &[], &body, keep_alive, room));
         }
         Then::Read(query, capture) => (query, capture),
     };
@@ -218,7 +266,7 @@ fn advance(host: &mut impl Host, key: usize) {
         }
         Err(e) => {
             let body = rpc::tool_reply(id, Err(format!("cannot read: {e}")));
-            conn.send(Answer::json(&body, keep_alive));
+            conn.send(json_answer(200, &[], &body, keep_alive, room));
         }
     }
 }
@@ -258,10 +306,11 @@ pub fn on_reader_answers(host: &mut impl Host) {
         let Some(key) = host.server().conns.iter().copied().find(waiting) else {
             continue; // Its connection closed meanwhile.
         };
+        let room = room(host);
         let conn = host.conn_mut(key).expect("found above");
         let pending = conn.pending.take().expect("found above");
         let body = rpc::tool_reply(pending.id, result);
-        conn.send(Answer::json(&body, pending.keep_alive));
+        conn.send(json_answer(200, &[], &body, pending.keep_alive, room));
         serve(host, key);
     }
 }
@@ -300,4 +349,28 @@ pub fn close_idle(host: &mut impl Host, now: Instant) {
 fn close(host: &mut impl Host, key: usize) {
     host.remove_conn(key);
     host.server_mut().conns.retain(|&k| k != key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body_of(answer: &Answer) -> Value {
+        let text = String::from_utf8_lossy(&answer.bytes).into_owned();
+        let (_, body) = text.split_once("\r\n\r\n").expect("a head");
+        serde_json::from_str(body).expect("a JSON body")
+    }
+
+    #[test]
+    fn an_answer_past_the_budget_is_an_error_to_the_same_request() {
+        let reply = rpc::tool_reply(json!("r1"), Ok(json!({"text": "x".repeat(1000)})));
+        let fits = json_answer(200, &[], &reply, true, 2000);
+        assert_eq!(body_of(&fits), reply);
+        let refused = body_of(&json_answer(200, &[], &reply, true, 999));
+        assert_eq!(refused["id"], "r1");
+        assert_eq!(refused["error"]["code"], rpc::INVALID_PARAMS);
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("ask for less"), "{message}");
+    }
 }
