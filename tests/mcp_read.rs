@@ -403,3 +403,57 @@ fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
     drop(held);
     proxy.stop();
 }
+
+/// SPEC §9: a connection is one row whatever the number of directories
+/// that hold it: sibling destinations (`d/a`, `d/b`), a destination nested
+/// around them (`d`), and one directory spelled other ways (refused as a
+/// second destination: its files would get every line twice).
+#[test]
+fn a_connection_is_one_row_whatever_the_directories_that_hold_it() {
+    let target = echo_server("127.0.0.1");
+    let tmp = TempDir::new("mcp-read-dirs");
+    let d = path_str(&tmp.join("d"));
+    let (a, b) = (format!("{d}/a"), format!("{d}/b"));
+    let (mut proxy, port) = start_mcp(&[&format!("@{a}")]);
+    let mut http = Http::connect(port);
+    http.call("start-logging", json!({"directory": b}));
+    http.call("start-logging", json!({"directory": d}));
+    for spelling in [format!("{a}/"), format!("{d}/./a"), format!("{b}/../a")] {
+        let (code, message) = http.call_err("start-logging", json!({"directory": spelling}));
+        assert_eq!(code, -32602);
+        assert!(message.starts_with("already logging to"), "{message}");
+    }
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    let payload = b"one connection, three directories".to_vec();
+    let client = echo_once(local, &payload).to_string();
+
+    let list = tool(&mut http, "list-connections", json!({}));
+    let structured = &list["result"]["structuredContent"];
+    let rows = structured["connections"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(structured["total"], 1);
+    let row = &rows[0];
+    assert_eq!(row["client"], client.as_str());
+    assert_eq!(row["bytes_client_to_target"], payload.len());
+    assert_eq!(row["bytes_target_to_client"], payload.len());
+    let id = row["ConnID"].as_str().expect("a ConnID").to_owned();
+    for side in ["client", "target"] {
+        let args = json!({"conn_id": id, "side": side, "format": "base64"});
+        let got = side_bytes(&tool(&mut http, "read-connection", args));
+        assert_eq!(got, payload, "{side}");
+    }
+
+    // A second connection while only b and d log: still one row each.
+    http.call("stop-logging", json!({"directory": a}));
+    let second = echo_once(local, b"second").to_string();
+    let list = tool(&mut http, "list-connections", json!({"port": local}));
+    let rows = list["result"]["structuredContent"]["connections"]
+        .as_array()
+        .expect("rows")
+        .clone();
+    let clients: Vec<&str> = rows.iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(clients, [client.as_str(), second.as_str()], "{list}");
+    assert_eq!(rows[1]["bytes_client_to_target"], 6);
+    proxy.stop();
+}

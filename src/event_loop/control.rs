@@ -70,6 +70,24 @@ impl Control for EventLoop {
     fn start_logging(&mut self, destination: Destination) -> Result<(), String> {
         if let Destination::Directory { dir, .. } = &destination {
             destination::prepare_directory(dir)?;
+            // One directory spelled two ways (`d`, `./d`, `d/`, absolute)
+            // is one destination: as two, its files would get every line
+            // twice.
+            let same = |other: &str| {
+                let canonical = |d: &str| std::fs::canonicalize(d).ok();
+                canonical(other).is_some_and(|o| Some(o) == canonical(dir))
+            };
+            for key in self.log.destination_keys() {
+                if let DestKey::Dir(other) = &key
+                    && other != dir
+                    && same(other)
+                {
+                    return Err(format!(
+                        "already logging to {} (the same directory as '{dir}')",
+                        key.describe()
+                    ));
+                }
+            }
         }
         self.log.add_destination(destination)
     }

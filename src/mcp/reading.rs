@@ -3,16 +3,18 @@
 //! the reading itself runs on a helper thread (`Reader`), which wakes the
 //! loop with the answer, so traffic and other requests go on meanwhile.
 
+use crate::read::Side;
 use crate::read::decode::{ConnId, Time};
-use crate::read::extract::{Conversation, conversation};
+use crate::read::extract::{Conversation, conversation, not_found};
 use crate::read::follow::{is_mostly_text, push_hex_dump, push_text};
 use crate::read::input::{Input, expand};
 use crate::read::list::{ConnRow, connections, write_table};
-use crate::read::{self, Side};
 use serde_json::{Map, Value, json};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs;
 use std::io;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
@@ -137,28 +139,12 @@ impl Query {
 /// Runs `query` on `capture`: the tool's result (`content`, and
 /// `structuredContent`), or the message of a `-32602` error.
 pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
-    let inputs = inputs(capture)?;
+    let groups = groups(capture)?;
     let since = Time(capture.run_started_micros as i64);
     match query {
         Query::List { port, limit } => {
-            // Only the newest `limit` rows are kept (SPEC §9: memory does
-            // not follow the size of the capture).
-            let mut shown: VecDeque<ConnRow> = VecDeque::new();
-            let mut total = 0;
-            connections(&inputs, *port, |row| {
-                if row.open_time >= since {
-                    total += 1;
-                    if shown.len() == *limit {
-                        shown.pop_front();
-                    }
-                    if *limit > 0 {
-                        shown.push_back(row);
-                    }
-                }
-                Ok(ControlFlow::Continue(()))
-            })
-            .map_err(|e| e.to_string())?;
-            Ok(list_result(&Vec::from(shown), total))
+            let (shown, total) = list(&groups, *port, *limit, since)?;
+            Ok(list_result(&shown, total))
         }
         Query::Read {
             conn_id,
@@ -166,41 +152,128 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
             offset,
             max_bytes,
             format,
-        } => match conversation(&inputs, *conn_id, *side, *offset, *max_bytes) {
-            Ok((talk, _)) => Ok(read_result(&talk, *side, *offset, *max_bytes, *format)),
-            Err(read::Error::Message(_)) if !known(&inputs, *conn_id, since) => Err(format!(
-                "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
-            )),
-            Err(e) => Err(e.to_string()),
-        },
-    }
-}
-
-/// The log files of the capture's directories; a directory with no file
-/// yet holds no connection.
-fn inputs(capture: &Capture) -> Result<Vec<Input>, String> {
-    let mut all = Vec::new();
-    for dir in &capture.directories {
-        if !std::path::Path::new(dir).is_dir() {
-            continue; // Moved or deleted since: nothing to read there.
+        } => {
+            // The most of it any directory holds (see `groups`).
+            let mut best: Option<Conversation> = None;
+            for inputs in &groups {
+                match conversation(inputs, *conn_id, *side, *offset, *max_bytes) {
+                    Ok((talk, _)) => {
+                        if best.as_ref().is_none_or(|b| fullness(&talk) > fullness(b)) {
+                            best = Some(talk);
+                        }
+                    }
+                    Err(e) if e == not_found(*conn_id) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            match best {
+                Some(talk) => Ok(read_result(&talk, *side, *offset, *max_bytes, *format)),
+                None => Err(format!(
+                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
+                )),
+            }
         }
-        all.extend(expand(std::slice::from_ref(dir)).map_err(|e| e.to_string())?);
     }
-    Ok(all)
 }
 
-/// True when `id` opened in this run.
-fn known(inputs: &[Input], id: ConnId, since: Time) -> bool {
-    let mut found = false;
-    let read = connections(inputs, None, |row| {
-        found = row.conn_id == id && row.open_time >= since;
-        Ok(if found {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+/// The capture's log files, one group per directory: a directory spelled
+/// several ways (`d`, `./d`, `d/`, its absolute path) is one, and each file
+/// is in one group only, the deepest directory's when destinations nest.
+/// Every directory destination gets every line, so a connection may be in
+/// several groups: the tools show it once (SPEC §9).
+fn groups(capture: &Capture) -> Result<Vec<Vec<Input>>, String> {
+    // A directory moved or deleted since holds nothing to read.
+    let mut dirs: Vec<PathBuf> = capture
+        .directories
+        .iter()
+        .filter_map(|dir| fs::canonicalize(dir).ok())
+        .filter(|dir| dir.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    // Deepest first: `expand` lists a file once, under the first argument
+    // that holds it, and does not enter a directory it has walked.
+    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    let args: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if args.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut groups: Vec<Vec<Input>> = args.iter().map(|_| Vec::new()).collect();
+    for input in expand(&args).map_err(|e| e.to_string())? {
+        match &input {
+            Input::File { group, .. } | Input::Unread { group, .. } => groups[*group].push(input),
+            Input::Stdin | Input::Bytes(_) => {}
+        }
+    }
+    groups.retain(|inputs| !inputs.is_empty());
+    Ok(groups)
+}
+
+/// The newest `limit` connections of this run (on `port`, if given), in
+/// open order, and how many there are. A connection several groups hold
+/// is one row: the fullest (`row_fullness`).
+fn list(
+    groups: &[Vec<Input>],
+    port: Option<u16>,
+    limit: usize,
+    since: Time,
+) -> Result<(Vec<ConnRow>, usize), String> {
+    // Each group's newest `limit` rows: the newest `limit` of all are among
+    // them, as ConnIDs count up in open order within a run.
+    let mut newest: BTreeMap<ConnId, ConnRow> = BTreeMap::new();
+    let mut ids: HashSet<ConnId> = HashSet::new();
+    let mut total = 0;
+    for inputs in groups {
+        // Only the newest `limit` rows are kept (SPEC §9: memory does not
+        // follow the size of the capture).
+        let mut shown: VecDeque<ConnRow> = VecDeque::new();
+        connections(inputs, port, |row| {
+            if row.open_time >= since {
+                // One group (the usual case) needs no set to count.
+                if groups.len() == 1 || ids.insert(row.conn_id) {
+                    total += 1;
+                }
+                if shown.len() == limit {
+                    shown.pop_front();
+                }
+                if limit > 0 {
+                    shown.push_back(row);
+                }
+            }
+            Ok(ControlFlow::Continue(()))
         })
-    });
-    read.is_ok() && found
+        .map_err(|e| e.to_string())?;
+        if groups.len() == 1 {
+            return Ok((Vec::from(shown), total));
+        }
+        for row in shown {
+            match newest.get(&row.conn_id) {
+                Some(kept) if row_fullness(kept) >= row_fullness(&row) => {}
+                _ => {
+                    newest.insert(row.conn_id, row);
+                }
+            }
+        }
+    }
+    let rows: Vec<ConnRow> = newest.into_values().collect();
+    let skip = rows.len().saturating_sub(limit);
+    Ok((rows.into_iter().skip(skip).collect(), total))
+}
+
+/// How much of a connection a row saw: its `open`, its `close`, its bytes.
+fn row_fullness(row: &ConnRow) -> (bool, bool, u64) {
+    (
+        row.listen_port.is_some(),
+        row.close_time.is_some(),
+        row.bytes_client_to_target + row.bytes_target_to_client,
+    )
+}
+
+/// How much of a connection a conversation saw: its `open`, more than was
+/// asked for, the bytes kept.
+fn fullness(talk: &Conversation) -> (bool, bool, usize) {
+    let kept = talk.messages.iter().map(|m| m.bytes.len()).sum();
+    (talk.peers.listen_port.is_some(), talk.truncated, kept)
 }
 
 fn list_result(rows: &[ConnRow], total: usize) -> Value {
