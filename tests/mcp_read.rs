@@ -455,5 +455,18 @@ fn a_connection_is_one_row_whatever_the_directories_that_hold_it() {
     let clients: Vec<&str> = rows.iter().map(|r| r["client"].as_str().unwrap()).collect();
     assert_eq!(clients, [client.as_str(), second.as_str()], "{list}");
     assert_eq!(rows[1]["bytes_client_to_target"], 6);
+    // SPEC §7: a port may be a string of plain digits, as for the rules.
+    let by_string = tool(
+        &mut http,
+        "list-connections",
+        json!({"port": local.to_string()}),
+    );
+    assert_eq!(by_string["result"], list["result"]);
+    let (code, message) = http.call_err("list-connections", json!({"port": "+1"}));
+    assert_eq!(code, -32602);
+    assert!(
+        message.starts_with("port must be a port number"),
+        "{message}"
+    );
     proxy.stop();
 }

@@ -3,6 +3,7 @@
 //! the reading itself runs on a helper thread (`Reader`), which wakes the
 //! loop with the answer, so traffic and other requests go on meanwhile.
 
+use super::args;
 use crate::read::Side;
 use crate::read::decode::{ConnId, Time};
 use crate::read::extract::{Conversation, conversation, not_found};
@@ -84,7 +85,7 @@ impl Query {
     pub fn list(args: &Map<String, Value>) -> Result<Query, String> {
         let port = match args.get("port") {
             None | Some(Value::Null) => None,
-            Some(_) => Some(number(args, "port", 0, 1..=65535)? as u16),
+            Some(value) => Some(args::port("port", value)?),
         };
         let limit = number(args, "limit", DEFAULT_LIMIT, 1..=MAX_LIMIT)? as usize;
         Ok(Query::List { port, limit })
@@ -502,6 +503,13 @@ mod tests {
             Ok(Query::List {
                 port: Some(8080),
                 limit: 5
+            })
+        );
+        assert_eq!(
+            Query::list(&args(json!({"port": "8080"}))),
+            Ok(Query::List {
+                port: Some(8080),
+                limit: 100
             })
         );
         assert!(Query::list(&args(json!({"limit": 0}))).is_err());

@@ -4,6 +4,7 @@
 //! tool whose answer waits for the log says so in the outcome (`Later`);
 //! keeping it until then is the server's job (`server.rs`).
 
+use super::args;
 use super::reading::{Capture, Query};
 use crate::log::destination::{DestKey, Destination};
 use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
@@ -363,22 +364,7 @@ fn port_arg(args: &Map<String, Value>, name: &str) -> Result<u16, (i64, String)>
     let value = args
         .get(name)
         .ok_or_else(|| (INVALID_PARAMS, format!("missing argument {name}")))?;
-    // Numbers, and strings of plain digits as some clients send (no sign,
-    // no spaces: SPEC §7, as on the command line).
-    let number = match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse::<u64>().ok()
-        }
-        _ => None,
-    };
-    match number {
-        Some(p @ 1..=65535) => Ok(p as u16),
-        _ => Err((
-            INVALID_PARAMS,
-            format!("{name} must be a port number 1-65535, not {value}"),
-        )),
-    }
+    args::port(name, value).map_err(|m| (INVALID_PARAMS, m))
 }
 
 fn add_port_rule(args: &Map<String, Value>, control: &mut dyn Control) -> Result<String, String> {
