@@ -414,6 +414,59 @@ fn errors_are_json_rpc_errors_and_http_statuses() {
     assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
 }
 
+/// SPEC §7: a call missing several arguments names them all in one error,
+/// and an argument the tool does not have is refused, naming it: a typo
+/// (`port` for `local_port`) never passes silently, and nothing is done.
+#[test]
+fn every_missing_argument_is_named_and_an_unknown_one_refused() {
+    let target = echo_server("127.0.0.1");
+    let (mut proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    let (code, message) = http.call_err("add-port-rule", json!({"target_host": "127.0.0.1"}));
+    assert_eq!(code, -32602);
+    assert_eq!(message, "missing arguments local_port, target_port");
+    let local = free_port();
+    let typo = json!({"port": local, "target_host": "127.0.0.1", "target_port": target.port()});
+    let (code, message) = http.call_err("add-port-rule", typo);
+    assert_eq!(code, -32602);
+    assert!(
+        message.starts_with(r#"unknown argument "port" (add-port-rule takes local_port"#),
+        "{message}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", local)).is_err(),
+        "the rule was added anyway"
+    );
+    for (tool, args, name) in [
+        (
+            "remove-port-rule",
+            json!({"local_port": 1, "force": true}),
+            "force",
+        ),
+        ("start-logging", json!({"dir": "x"}), "dir"),
+        (
+            "stop-logging",
+            json!({"directory": null, "all": true}),
+            "all",
+        ),
+        ("list-connections", json!({"limit": 5, "since": 0}), "since"),
+        (
+            "read-connection",
+            json!({"conn_id": "zzzzzzzz", "bytes": 1}),
+            "bytes",
+        ),
+        ("shutdown", json!({"now": true}), "now"),
+    ] {
+        let (code, message) = http.call_err(tool, args.clone());
+        assert_eq!(code, -32602, "{tool} {args}");
+        let want = format!("unknown argument \"{name}\" ({tool} takes ");
+        assert!(message.starts_with(&want), "{tool} {args}: {message}");
+    }
+    // The shutdown with a stray argument did nothing: still answering.
+    assert_eq!(http.rpc("ping", json!({}))["result"], json!({}));
+    proxy.stop();
+}
+
 #[test]
 fn rules_are_added_and_removed_at_run_time() {
     let target = echo_server("127.0.0.1");

@@ -321,6 +321,14 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, 
         Some(Value::Object(args)) => args,
         Some(_) => return Err(invalid("\"arguments\" must be an object".into())),
     };
+    let tools = tools();
+    let Some(tool) = tools
+        .as_array()
+        .and_then(|all| all.iter().find(|tool| tool["name"] == name))
+    else {
+        return Err((METHOD_NOT_FOUND, format!("Unknown tool: {name}")));
+    };
+    args::check(name, &tool["inputSchema"], args).map_err(invalid)?;
     let read = |query: Result<Query, String>, control: &mut dyn Control| {
         let query = query.map_err(invalid)?;
         let capture = control.capture().map_err(invalid)?;
@@ -791,6 +799,28 @@ mod tests {
                 "stop-logging",
                 json!({"directory":"nope"}),
                 "not logging to",
+            ),
+            // SPEC §7: every missing argument named, an unknown one refused.
+            (
+                "add-port-rule",
+                json!({}),
+                "missing arguments local_port, target_host, target_port",
+            ),
+            (
+                "add-port-rule",
+                json!({"port":9000,"target_host":"h","target_port":1}),
+                r#"unknown argument "port" (add-port-rule takes local_port, target_host, target_port); missing argument local_port"#,
+            ),
+            (
+                "shutdown",
+                json!({"now":true}),
+                "shutdown takes no arguments",
+            ),
+            ("list-connections", json!({"ports":80}), r#""ports""#),
+            (
+                "read-connection",
+                json!({"id":"0tK3XaB9"}),
+                "missing argument conn_id",
             ),
         ];
         for (name, args, want) in cases {
