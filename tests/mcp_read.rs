@@ -333,10 +333,11 @@ fn ask_without_reading(port: u16, request: &Value) -> (std::net::TcpStream, usiz
 
 /// SPEC §7: what the server holds for clients that do not read is bounded
 /// in total. Ten clients ask for a 21 MB hex dump (a 200-byte request)
-/// and never read: the first is answered, the others get a `-32602` that
-/// says to ask for less; the proxy stays small (unbounded, it held about
-/// 20 MiB more per client: 248 MiB for twelve) and other clients are still
-/// answered.
+/// and never read: an answer is sent while it fits (the first always; a
+/// later one once the kernel's socket buffers have taken enough of those
+/// before), the others get a `-32602` that says to ask for less; the proxy
+/// stays small (unbounded, it held about 20 MiB more per client: 248 MiB
+/// for twelve) and other clients are still answered.
 #[test]
 fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
     let logs = TempDir::new("mcp-read-budget");
@@ -366,11 +367,14 @@ fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
         "arguments": {"conn_id": "Synth002", "max_bytes": 4194304, "format": "hex"}}});
     let clients = 10;
     let mut held = Vec::new();
-    let mut refused = 0;
-    for i in 0..clients {
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..clients {
         let (stream, length, answer) = ask_without_reading(port, &big);
         match answer {
-            None => assert_eq!(i, 0, "a second big answer held ({length} bytes)"),
+            None => {
+                assert!(length > 20 << 20, "{length} bytes");
+                answered += 1;
+            }
             Some(answer) => {
                 assert_eq!(answer["error"]["code"], -32602, "{answer}");
                 let message = answer["error"]["message"].as_str().unwrap();
@@ -380,7 +384,8 @@ fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
         }
         held.push(stream);
     }
-    assert_eq!(refused, clients - 1);
+    assert_eq!(answered + refused, clients);
+    assert!(answered >= 1 && refused >= 1, "{answered} answered");
     let rss_mib = rss_kib(proxy.pid()) / 1024;
     assert!(rss_mib < 100, "the proxy holds {rss_mib} MiB");
 
@@ -398,7 +403,7 @@ fn clients_that_do_not_read_cannot_make_the_server_hold_more_than_its_budget() {
     );
     assert!(text(&small).contains("xxxxxxxxxxxxxxxx"), "{small}");
     eprintln!(
-        "{clients} clients asked for 21 MB each and did not read: the proxy at {rss_mib} MiB"
+        "{clients} clients asked for 21 MB each and did not read: {answered} answered, {refused} refused, the proxy at {rss_mib} MiB"
     );
     drop(held);
     proxy.stop();
