@@ -3,8 +3,8 @@
 //! talks to it over real sockets on 127.0.0.1 and ::1 only.
 //!
 //! Shared helpers live in `util`; `docs` checks that the repository cites its
-//! own contract; each other module covers one part of that contract,
-//! docs/SPEC.md.
+//! own contract; `readme` runs the README's and the guide's examples; each
+//! other module covers one part of that contract, docs/SPEC.md.
 
 mod util;
 
@@ -18,5 +18,6 @@ mod logging;
 mod mcp;
 mod mcp_read;
 mod read;
+mod readme;
 mod shutdown;
 mod soak;

@@ -17,6 +17,8 @@ pub const MAX_BUFFER_MB: u64 = 1024 * 1024;
 /// Default `--flush-mb`: a flush starts once this many MiB are pending.
 pub const DEFAULT_FLUSH_MB: u64 = 64;
 
+/// The help text. Its `Examples:` list is the one the README's command-line
+/// section shows, line for line (tests/readme.rs checks both ways).
 pub const HELP: &str = "\
 rawprox - a transparent TCP proxy that logs every byte as NDJSON
 
@@ -25,11 +27,13 @@ Usage:
 
 Arguments (in any order):
   PORT_RULE                 [BIND_ADDRESS:]LOCAL_PORT:TARGET_HOST:TARGET_PORT
-                            Listen on LOCAL_PORT (all interfaces unless BIND_ADDRESS is given)
-                            and forward each connection to TARGET_HOST:TARGET_PORT.
+                            Listen on LOCAL_PORT and forward each connection to
+                            TARGET_HOST:TARGET_PORT. The listener binds every interface
+                            (0.0.0.0) unless BIND_ADDRESS is given: 127.0.0.1 keeps it local.
                             Write IPv6 addresses in brackets: 8080:[::1]:80, [::1]:8080:host:80.
   @LOG_DIRECTORY            Log to time-rotated files in this directory instead of stdout.
-  --mcp-port PORT           Also run the MCP control server on 127.0.0.1:PORT (0: any free port).
+  --mcp-port PORT           Also run the MCP control server on 127.0.0.1:PORT (0: any free
+                            port). With --mcp-port, PORT_RULEs are optional: add them over MCP.
   --flush-millis MS         Minimum interval between log writes, default 2000; 0 writes at once.
                             Also --flush-millis=MS and --flush-interval-ms=MS.
   --flush-mb N              Also write as soon as N MiB of lines are pending, without waiting
@@ -41,23 +45,29 @@ Arguments (in any order):
   -h, --help                Print this help.
   -V, --version             Print the version.
 
-Reading a capture (INPUT: log files or directories; none or - reads stdin):
+Logs go to stdout unless @LOG_DIRECTORY is given: one JSON object per line for
+every connection open, every read of data and every close, written at most
+once per --flush-millis (so up to 2 s after the traffic by default). An option
+given more than once counts with its last value.
+
+Reading a capture (each subcommand has its own --help):
   rawprox.exe list    [--port N] [--json] [INPUT...]           one row per connection
   rawprox.exe follow  [CONNID...] [--port N] [INPUT...]        conversations, text or hex
   rawprox.exe extract CONNID [--side client|target] [-o FILE] [INPUT...]   exact bytes
   rawprox.exe pcap    [--port N] -o FILE.pcapng [INPUT...]     packets for Wireshark
-
-Logs go to stdout unless @LOG_DIRECTORY is given: one JSON object per line for
-every connection open, every read of data and every close. An option given
-more than once counts with its last value.
+INPUT is a log file or a directory, whose *.ndjson files are read searching into
+subdirectories; no INPUT, or -, reads stdin. -o - writes to stdout.
 
 Examples:
-  rawprox.exe 8080:127.0.0.1:9000
-  rawprox.exe 8080:example.com:80 8443:example.com:443 @./logs
-  rawprox.exe 127.0.0.1:5432:db.internal:5432 --flush-millis 0 > capture.ndjson
-  rawprox.exe 8080:[::1]:80 @logs --filename-format rawprox_%Y-%m-%d.ndjson
-  rawprox.exe 8080:127.0.0.1:9000 | rawprox.exe follow
-  rawprox.exe pcap logs -o capture.pcapng
+  rawprox.exe 127.0.0.1:8080:127.0.0.1:9000
+  rawprox.exe 8080:db.internal:5432 8443:api.internal:443 @./logs
+  rawprox.exe 127.0.0.1:8080:[::1]:9000 --flush-millis 0 > capture.ndjson
+  rawprox.exe 127.0.0.1:8080:127.0.0.1:9000 @logs --filename-format rawprox_%Y-%m-%d.ndjson
+  rawprox.exe --mcp-port 7777 @logs
+  rawprox.exe 127.0.0.1:8080:127.0.0.1:9000 | rawprox.exe follow
+  rawprox.exe list logs
+  rawprox.exe extract CONNID --side target -o reply.bin logs
+  rawprox.exe pcap logs -o - | wireshark -k -i -
 ";
 
 /// What the command line asks for.
