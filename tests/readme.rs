@@ -11,9 +11,9 @@
 //! tests or with anything else on the machine; everything else runs as
 //! written. Examples talk to 127.0.0.1 only.
 //!
-//! Also: the block marked `<!-- help: examples -->` is, line for line, the
-//! `Examples:` list of `rawprox.exe --help`, the README shows the help's
-//! usage line, and its Guarantees name every fuzz target.
+//! Also: the block marked `<!-- help: examples -->` in each document is,
+//! line for line, the `Examples:` list of `rawprox.exe --help`, the README
+//! shows the help's usage line, and its Guarantees name every fuzz target.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -341,22 +341,25 @@ fn help_and_readme_show_the_same_examples_and_usage() {
         help_examples.len() >= 5,
         "--help shows fewer than 5 examples: {help_examples:?}"
     );
+    for doc in ["README.md", "docs/GUIDE.md"] {
+        let text = read_doc(doc);
+        let marked: Vec<Block> = blocks(&text)
+            .into_iter()
+            .filter(|b| b.marker.as_deref() == Some("<!-- help: examples -->"))
+            .collect();
+        assert_eq!(
+            marked.len(),
+            1,
+            "{doc} has one block marked <!-- help: examples -->"
+        );
+        let doc_examples: Vec<&str> = marked[0].body.lines().collect();
+        assert_eq!(
+            doc_examples, help_examples,
+            "{doc}'s examples (line {}) and --help's differ: keep one list",
+            marked[0].line
+        );
+    }
     let readme = read_doc("README.md");
-    let marked: Vec<Block> = blocks(&readme)
-        .into_iter()
-        .filter(|b| b.marker.as_deref() == Some("<!-- help: examples -->"))
-        .collect();
-    assert_eq!(
-        marked.len(),
-        1,
-        "README.md has one block marked <!-- help: examples -->"
-    );
-    let readme_examples: Vec<&str> = marked[0].body.lines().collect();
-    assert_eq!(
-        readme_examples, help_examples,
-        "README.md's examples (line {}) and --help's differ: keep one list",
-        marked[0].line
-    );
     let usage = help
         .lines()
         .skip_while(|l| *l != "Usage:")

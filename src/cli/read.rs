@@ -23,7 +23,7 @@ const INPUT_HELP: &str = "\
 INPUT is a log file or a directory (its *.ndjson files in name order,
 searched into subdirectories); none, or -, reads standard input as it
 arrives:
-  rawprox.exe 8080:127.0.0.1:9000 | rawprox.exe follow
+  rawprox.exe 127.0.0.1:8080:127.0.0.1:9000 | rawprox.exe follow
 ";
 
 /// Each subcommand's `--help`.
