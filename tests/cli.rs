@@ -82,6 +82,36 @@ fn version_goes_to_stdout_with_exit_0() {
     }
 }
 
+/// What a newcomer asks first (issue 22): the help says it, in any wrapping.
+#[test]
+fn help_answers_a_newcomers_questions() {
+    let out = Proxy::run(["--help"]);
+    let words = out.stdout_lines.join(" ");
+    let help = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (question, answer) in [
+        (
+            "rules with --mcp-port",
+            "With --mcp-port, PORT_RULEs are optional",
+        ),
+        (
+            "where the listener binds",
+            "binds every interface (0.0.0.0) unless BIND_ADDRESS is given",
+        ),
+        ("how to write to stdout", "-o - writes to stdout"),
+        (
+            "what a directory INPUT reads",
+            "searching into subdirectories",
+        ),
+        ("when lines appear", "up to 2 s after the traffic"),
+    ] {
+        assert!(
+            help.contains(answer),
+            "--help does not answer {question}: no {answer:?} in\n{}",
+            out.stdout_lines.join("\n")
+        );
+    }
+}
+
 #[test]
 fn nothing_to_do_prints_help_to_stderr_with_exit_1() {
     let cases: [&[&str]; 2] = [&[], &["--flush-millis", "10"]];

@@ -91,9 +91,10 @@ fn expected_exit(doc: &str, block: &Block) -> Option<i32> {
         .map(str::trim)
         .unwrap_or("");
     if let Some(code) = inner.strip_prefix("run: exit ") {
-        return Some(code.parse().unwrap_or_else(|_| {
-            panic!("{doc}:{}: bad marker {marker:?}", block.line)
-        }));
+        return Some(
+            code.parse()
+                .unwrap_or_else(|_| panic!("{doc}:{}: bad marker {marker:?}", block.line)),
+        );
     }
     assert!(
         inner.starts_with("no-run: ") && inner.len() > "no-run: ".len(),
@@ -202,16 +203,11 @@ fn run_example(doc: &str, block: &Block, exit: i32) -> Option<String> {
 
     let output = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
     let problem = match status {
-        None => Some(format!(
-            "did not finish within {EXAMPLE_DEADLINE:?}"
-        )),
+        None => Some(format!("did not finish within {EXAMPLE_DEADLINE:?}")),
         Some(status) if status.code() != Some(exit) => {
             Some(format!("exited with {status}, documented: exit {exit}"))
         }
-        Some(_) if !left.is_empty() => Some(format!(
-            "left processes running: {}",
-            left.join(", ")
-        )),
+        Some(_) if !left.is_empty() => Some(format!("left processes running: {}", left.join(", "))),
         Some(_) => None,
     };
     problem.map(|why| {
@@ -282,15 +278,21 @@ fn a_broken_example_is_caught() {
         .map(|b| run_example("test", b, expected_exit("test", b).expect("a run marker")))
         .collect();
     assert!(
-        verdicts[0].as_deref().is_some_and(|v| v.contains("exited with")),
+        verdicts[0]
+            .as_deref()
+            .is_some_and(|v| v.contains("exited with")),
         "an error run as if it succeeded: {verdicts:?}"
     );
     assert!(
-        verdicts[1].as_deref().is_some_and(|v| v.contains("exited with")),
+        verdicts[1]
+            .as_deref()
+            .is_some_and(|v| v.contains("exited with")),
         "a success documented as an error: {verdicts:?}"
     );
     assert!(
-        verdicts[2].as_deref().is_some_and(|v| v.contains("left processes running")),
+        verdicts[2]
+            .as_deref()
+            .is_some_and(|v| v.contains("left processes running")),
         "a server left running: {verdicts:?}"
     );
     assert_eq!(verdicts[3], None, "a working example");
