@@ -455,7 +455,8 @@ impl EventLoop {
             self.accepts_paused_until = None;
             self.accept_on_all();
         }
-        self.log.run_due(now);
+        let news = self.log.run_due(now);
+        self.on_log_news(news);
     }
 
     fn free_closed(&mut self) {

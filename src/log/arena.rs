@@ -137,18 +137,20 @@ impl Arena {
         self.chunks.len()
     }
 
-    /// Takes chunks `range` (clamped to the arena) out, leaving empty ones
-    /// in their place so that positions stay valid.
-    pub fn take_chunks(&mut self, range: Range<usize>) -> Vec<Vec<u8>> {
-        let end = range.end.min(self.chunks.len());
-        let start = range.start.min(end);
-        self.chunks[start..end]
-            .iter_mut()
-            .map(std::mem::take)
-            .collect()
+    /// Replaces each chunk less than half full with an exact copy, giving
+    /// the chunk back to `pool`: lines waiting for a stalled destination
+    /// then hold their own size in memory, not a chunk each flush. The
+    /// bytes and positions stay as they were.
+    pub fn shrink_partly_filled(&mut self, pool: &mut ChunkPool) {
+        for chunk in &mut self.chunks {
+            if chunk.len() < chunk.capacity() / 2 {
+                let copy = chunk.to_vec();
+                pool.give_back([std::mem::replace(chunk, copy)]);
+            }
+        }
     }
 
-    /// The chunks, once written (placeholders of those taken included).
+    /// The chunks, to be written.
     pub fn into_chunks(self) -> Vec<Vec<u8>> {
         self.chunks
     }
@@ -271,19 +273,23 @@ mod tests {
     }
 
     #[test]
-    fn chunks_taken_out_leave_placeholders_and_positions_stay() {
+    fn partly_filled_chunks_become_exact_copies_and_the_chunks_go_back() {
         let pool = &mut ChunkPool::default();
         let mut arena = Arena::default();
-        for i in 0..3u8 {
-            arena
-                .line(0, Route::Traffic, CHUNK_BYTES, pool)
-                .extend_from_slice(&[b'0' + i, b'\n']);
-        }
-        let taken = arena.take_chunks(0..2);
-        assert_eq!(taken, [b"0\n".to_vec(), b"1\n".to_vec()]);
-        assert_eq!(arena.chunk(2), b"2\n");
-        assert!(arena.take_chunks(5..9).is_empty());
-        pool.give_back(arena.into_chunks());
-        assert_eq!(pool.len(), 1);
+        let full = vec![b'x'; CHUNK_BYTES - 1];
+        arena.push(0, &full, pool);
+        arena.push(1_000_000, b"a\n", pool);
+        arena.push(2_000_000, b"b\n", pool);
+        let before = runs(&arena);
+        arena.shrink_partly_filled(pool);
+        assert_eq!(runs(&arena), before, "positions stay");
+        assert_eq!(arena.to_bytes(), [&full[..], b"a\nb\n"].concat());
+        assert_eq!(pool.len(), 1, "the partly filled chunk is back");
+        let chunks = arena.into_chunks();
+        assert!(chunks[0].capacity() >= CHUNK_BYTES, "a full chunk stays");
+        assert!(chunks[1].capacity() < CHUNK_BYTES, "a copy of its size");
+        // The copy is not kept as a spare.
+        pool.give_back(chunks);
+        assert_eq!(pool.len(), 2);
     }
 }

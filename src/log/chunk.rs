@@ -9,9 +9,10 @@
 //!    filling it).
 //! 2. **Filled** by the loop, line after line; a line never spans two.
 //! 3. **Handed over** with its arena to the writer thread at a flush.
-//! 4. **Written**, then **given back**: early, as soon as nothing left to
-//!    write in that flush reads it (one destination), or with the rest of
-//!    its arena when the flush is done.
+//! 4. **Written**, then **given back**: each destination's writer sends its
+//!    share back as soon as it has written it, and the chunk returns to the
+//!    pool when the last destination that reads it is done. A chunk less
+//!    than half full is copied out at the flush and returns at once.
 //! 5. **Kept** in the pool as a spare, its memory still paged in, and taken
 //!    again (1). After a flush the pool keeps as many spares as that flush
 //!    used, plus one; the rest are let go.
@@ -58,11 +59,11 @@ impl ChunkPool {
         }
     }
 
-    /// Takes chunks back as spares, emptied. Placeholders left by chunks
-    /// given back early (no memory) are dropped.
+    /// Takes chunks back as spares, emptied. Buffers smaller than a chunk
+    /// (the copies `Arena::shrink_partly_filled` makes) are dropped.
     pub fn give_back(&mut self, chunks: impl IntoIterator<Item = Vec<u8>>) {
         for mut chunk in chunks {
-            if chunk.capacity() > 0 {
+            if chunk.capacity() >= CHUNK_BYTES {
                 chunk.clear();
                 self.spares.push(chunk);
             }
@@ -95,13 +96,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spares_are_reused_in_place_and_placeholders_dropped() {
+    fn spares_are_reused_in_place_and_small_buffers_dropped() {
         let mut pool = ChunkPool::default();
         let mut a = pool.take(10);
         assert!(a.capacity() >= CHUNK_BYTES);
         a.extend_from_slice(b"lines\n");
         let at = a.as_ptr();
-        pool.give_back([a, Vec::new()]);
+        pool.give_back([a, Vec::new(), b"copy".to_vec()]);
         assert_eq!(pool.len(), 1);
         let again = pool.take(10);
         assert_eq!(again.as_ptr(), at);

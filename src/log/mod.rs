@@ -1,9 +1,9 @@
 //! The log (SPEC §4, §5): lines encoded once into an arena, handed at each
-//! flush to a writer thread that appends them to stdout or time-rotated
-//! files. `Log` owns all of it: the arena, the chunk pool, the writer, the
-//! flush schedule and the destinations. The loop asks it for its next
-//! deadline, tells it the time and what the writer reported, and asks
-//! whether there is room.
+//! flush to the writer threads (one per destination) that append them to
+//! stdout or time-rotated files. `Log` owns all of it: the arena, the chunk
+//! pool, the writers, the flush schedule and the destinations. The loop asks
+//! it for its next deadline, tells it the time and what the writers
+//! reported, and asks whether there is room.
 
 pub mod arena;
 pub mod chunk;
@@ -12,6 +12,7 @@ pub mod destination;
 pub mod encode;
 pub mod timefmt;
 pub mod writer;
+pub mod writers;
 
 use arena::{Arena, Route};
 use chunk::{CHUNK_BYTES, ChunkPool, PAGE_AHEAD, TRIM_AFTER};
@@ -21,7 +22,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timefmt::{LineClock, now_micros};
-use writer::{FromWriter, Writer};
+use writer::{Chunk, FromWriter};
+use writers::Writers;
 
 /// Room for everything in a line but its addresses, data and paths.
 const LINE_FRAME: usize = 160;
@@ -70,7 +72,7 @@ impl Schedule {
 pub struct News {
     /// Room was freed: throttled pairs may read again.
     pub room: bool,
-    /// A flush was written (see `flushed_through`).
+    /// A flush was written, or a writer stalled (see `flushed_through`).
     pub written: bool,
     /// A destination failed: shut down with this message, exit 1.
     pub failed: Option<String>,
@@ -83,18 +85,15 @@ pub struct Log {
     /// The lines being filled.
     arena: Arena,
     pool: ChunkPool,
-    writer: Writer,
+    writers: Writers,
     schedule: Schedule,
-    /// The writer holds an arena; the next one waits until it is back.
-    writer_busy: bool,
-    /// Chunks in the arena the writer holds, for how many spares to keep.
+    /// Chunks in the last arena flushed, for how many spares to keep.
     flushed_chunks: usize,
-    /// Arenas handed to the writer, and those it has written, since start.
+    /// Arenas handed to the writers since start.
     flushes_sent: u64,
-    flushes_written: u64,
-    /// Bytes handed to the writer and not yet written.
+    /// Bytes handed to the writers whose chunks are not back yet.
     in_flight: usize,
-    /// The writer is paging chunks in for the pool.
+    /// A writer is paging chunks in for the pool.
     paging: bool,
     /// `--max-buffer-mb` in bytes (see `Settings`).
     cap: Option<usize>,
@@ -115,7 +114,7 @@ pub struct Log {
 }
 
 impl Log {
-    /// Starts the writer thread and logs to `first`. With an MCP server
+    /// Starts logging to `first`. With an MCP server
     /// (`mcp_endpoint`), the controller learns the endpoint at once, then a
     /// directory's `start-logging`; the implicit stdout is not announced
     /// (SPEC §7: the first `start-logging` a controller sees is its own).
@@ -128,17 +127,15 @@ impl Log {
         let mut log = Log {
             arena: Arena::default(),
             pool: ChunkPool::default(),
-            writer: Writer::spawn(wake)?,
+            writers: Writers::new(wake, settings.flush_interval),
             schedule: Schedule {
                 interval: settings.flush_interval,
                 pending_since: None,
                 last_write_start: None,
                 now: false,
             },
-            writer_busy: false,
             flushed_chunks: 0,
             flushes_sent: 0,
-            flushes_written: 0,
             in_flight: 0,
             paging: false,
             cap: settings.cap,
@@ -152,10 +149,13 @@ impl Log {
             ids: ConnIdSeq::starting_at(now_micros()),
         };
         if let Some(endpoint) = mcp_endpoint {
+            // stdout is the controller's channel: it has a writer from the start.
+            log.writers.ensure(&Destination::Stdout)?;
             log.mcp_ready(endpoint);
         }
         match first {
             Destination::Stdout => {
+                log.writers.ensure(&Destination::Stdout)?;
                 log.note_pending();
                 log.arena.add_destination(Destination::Stdout);
                 log.destinations.push(Destination::Stdout);
@@ -236,6 +236,9 @@ impl Log {
         if self.destination_keys().contains(&key) {
             return Err(format!("already logging to {}", key.describe()));
         }
+        self.writers
+            .ensure(&destination)
+            .map_err(|e| format!("cannot start a writer for {}: {e}", key.describe()))?;
         self.note_pending();
         self.arena.add_destination(destination.clone());
         let (directory, format) = match &destination {
@@ -288,9 +291,10 @@ impl Log {
         self.flushes_sent + 1
     }
 
-    /// How many flushes the writer has finished.
+    /// How many flushes are written: by every writer, except one that has
+    /// stalled (SPEC §5: a stalled destination holds up only itself).
     pub fn flushed_through(&self) -> u64 {
-        self.flushes_written
+        self.writers.flushed_through(self.flushes_sent)
     }
 
     /// Logs a control event for the destination it concerns and, with MCP,
@@ -318,30 +322,38 @@ impl Log {
         self.schedule.now |= self.console;
     }
 
-    /// When the log next needs the loop: a flush or letting spares go.
+    /// When the log next needs the loop: a flush, letting spares go, or
+    /// noticing a writer that stalled.
     pub fn deadline(&self, now: Instant) -> Option<Instant> {
         let flush = self.may_flush().then(|| self.flush_due(now));
-        flush.into_iter().chain(self.trim_due()).min()
+        let stall = self.writers.stall_deadline();
+        flush.into_iter().chain(self.trim_due()).chain(stall).min()
     }
 
+    /// Each flush goes to every writer on schedule, busy or not: a busy one
+    /// queues it (SPEC §5: destinations are written independently).
     fn may_flush(&self) -> bool {
-        !self.writer_busy && !self.arena.is_empty()
+        !self.arena.is_empty()
     }
 
-    /// `--flush-mb` of pending lines are written as soon as the writer is
-    /// free, interval or not, so a bulk transfer does not hold seconds of
-    /// log in memory; so is a full log (`--max-buffer-mb`), which the cap
+    /// True when the flush is due at once: `--flush-mb` of pending lines,
+    /// so a bulk transfer does not hold seconds of log in memory; or a full
+    /// log (`--max-buffer-mb`) once the writers are free, which the cap
     /// would otherwise throttle to one cap's worth per interval.
-    fn flush_due(&self, now: Instant) -> Instant {
+    fn urgent(&self) -> bool {
         let big = self
             .flush_bytes
             .is_some_and(|bytes| self.arena.len() >= bytes);
-        self.schedule.due(big || !self.has_room(), now)
+        big || (!self.has_room() && self.writers.all_idle())
+    }
+
+    fn flush_due(&self, now: Instant) -> Instant {
+        self.schedule.due(self.urgent(), now)
     }
 
     /// Spares are let go once logging has been idle for `TRIM_AFTER`.
     fn trim_due(&self) -> Option<Instant> {
-        let idle = !self.writer_busy && self.arena.is_empty();
+        let idle = self.writers.all_idle() && self.arena.is_empty();
         (idle && !self.pool.is_empty()).then(|| {
             self.schedule
                 .last_write_start
@@ -349,8 +361,10 @@ impl Log {
         })
     }
 
-    /// Does what is due at `now`: the flush, letting spares go, paging in.
-    pub fn run_due(&mut self, now: Instant) {
+    /// Does what is due at `now`: the flush, letting spares go, paging in,
+    /// noticing a stalled writer (news: answers waiting for a flush no
+    /// longer wait for it).
+    pub fn run_due(&mut self, now: Instant) -> News {
         if self.may_flush() && self.flush_due(now) <= now {
             self.flush(now);
         }
@@ -358,19 +372,40 @@ impl Log {
             self.pool.keep_at_most(0);
         }
         self.page_ahead();
+        News {
+            written: self.writers.check_stalls(now),
+            ..News::default()
+        }
     }
 
-    /// Swaps the arena for an empty one and hands the full one to the writer.
+    /// Swaps the arena for an empty one and hands its lines to the writers.
     fn flush(&mut self, now: Instant) {
-        let full = std::mem::take(&mut self.arena);
-        self.in_flight = full.len();
+        let urgent = self.schedule.now || self.urgent();
+        let mut full = std::mem::take(&mut self.arena);
+        full.shrink_partly_filled(&mut self.pool);
+        self.in_flight += full.len();
         self.flushed_chunks = full.chunk_count();
-        self.writer.send(full);
         self.flushes_sent += 1;
-        self.writer_busy = true;
+        let unread = self.writers.dispatch(full, self.flushes_sent, urgent, now);
+        self.take_back(unread);
         self.schedule.last_write_start = Some(now);
         self.schedule.pending_since = None;
         self.schedule.now = false;
+    }
+
+    /// Chunks are back from the writers: those no writer holds any more go
+    /// to the pool (only the loop drops chunks, see `writer::Chunk`).
+    fn take_back(&mut self, chunks: impl IntoIterator<Item = Vec<u8>>) {
+        for chunk in chunks {
+            self.in_flight = self.in_flight.saturating_sub(chunk.len());
+            self.pool.give_back([chunk]);
+        }
+    }
+
+    fn take_back_shared(&mut self, chunks: Vec<Chunk>) {
+        let last = chunks.into_iter().filter_map(|c| Arc::try_unwrap(c).ok());
+        let last: Vec<Vec<u8>> = last.collect();
+        self.take_back(last);
     }
 
     /// Chunks worth paging in ahead of the arena: in a burst (more than a
@@ -391,20 +426,19 @@ impl Log {
     /// memory never touched before. The writer has nothing to write then,
     /// so it pages chunks in ahead of the loop (a chunk's life, step 6).
     fn page_ahead(&mut self) {
-        if self.paging || self.writer_busy {
+        if self.paging {
             return;
         }
         let n = self.chunks_to_page_ahead();
-        if n > 0 {
-            self.writer.page(n);
+        if n > 0 && self.writers.page(n) {
             self.paging = true;
         }
     }
 
-    /// Takes in what the writer reported since the last call.
+    /// Takes in what the writers reported since the last call.
     pub fn on_writer_reports(&mut self) -> News {
         let mut news = News::default();
-        while let Ok(report) = self.writer.reports.try_recv() {
+        while let Ok(report) = self.writers.reports.try_recv() {
             self.on_report(report, &mut news);
         }
         news
@@ -412,19 +446,19 @@ impl Log {
 
     fn on_report(&mut self, report: FromWriter, news: &mut News) {
         match report {
-            FromWriter::Written(chunks) => {
-                self.writer_busy = false;
-                self.flushes_written += 1;
-                self.in_flight = 0;
-                self.pool.give_back(chunks);
+            FromWriter::Written { id, seq, chunks } => {
+                self.writers.on_progress(id, Some(seq), Instant::now());
+                self.take_back_shared(chunks);
                 self.pool.keep_at_most(self.flushed_chunks + 1);
+                let destinations = &self.destinations;
+                self.writers
+                    .retire_idle(|key| destinations.iter().any(|d| d.key() == *key));
                 news.room = true;
                 news.written = true;
             }
-            FromWriter::Chunks(chunks) => {
-                let written: usize = chunks.iter().map(Vec::len).sum();
-                self.in_flight = self.in_flight.saturating_sub(written);
-                self.pool.give_back(chunks);
+            FromWriter::Chunks { id, chunks } => {
+                self.writers.on_progress(id, None, Instant::now());
+                self.take_back_shared(chunks);
                 news.room = true;
             }
             FromWriter::Paged(chunks) => {
@@ -440,23 +474,32 @@ impl Log {
     }
 
     /// SPEC §6: ends every destination (its `stop-logging`), writes out
-    /// every buffered line and stops the writer.
+    /// every buffered line and stops the writers. A writer that makes no
+    /// progress for `GIVE_UP_AFTER` is given up (SPEC §5), said on stderr.
     pub fn finish(&mut self) -> News {
         for key in self.destination_keys() {
             let _ = self.remove_destination(&key);
         }
         let mut news = News::default();
-        while self.writer_busy {
-            match self.writer.reports.recv() {
-                Ok(report) => self.on_report(report, &mut news),
-                Err(_) => break,
-            }
-        }
         if !self.arena.is_empty() {
+            self.schedule.now = true;
             self.flush(Instant::now());
         }
-        self.writer.finish();
-        while let Ok(report) = self.writer.reports.try_recv() {
+        self.writers.close_all();
+        let since = Instant::now();
+        while let Some(deadline) = self.writers.give_up_deadline(since) {
+            let now = Instant::now();
+            if deadline <= now {
+                self.writers.give_up(since, now);
+                continue;
+            }
+            // Never disconnected: `writers` keeps a sender for new threads.
+            if let Ok(report) = self.writers.reports.recv_timeout(deadline - now) {
+                self.on_report(report, &mut news);
+            }
+        }
+        self.writers.join_all();
+        while let Ok(report) = self.writers.reports.try_recv() {
             self.on_report(report, &mut news);
         }
         news
