@@ -5,8 +5,8 @@
 //! the other specifiers (`%j`, `%%`), nothing written before the flush
 //! interval, the first line written one interval after start-up, lines
 //! written while a transfer that never pauses goes on, a directory removed
-//! at run time is created again, and a write failure ends the run with one
-//! `Error:` line and exit 1.
+//! at run time is created again, a write failure ends the run with one
+//! `Error:` line and exit 1, and a stdout nobody reads holds up only itself.
 
 use std::fs;
 use std::net::Shutdown;
@@ -444,4 +444,69 @@ fn a_write_failure_is_reported_and_ends_the_run_with_exit_1() {
     assert!(lines[0].starts_with("Error: "), "{stderr}");
     assert!(lines[0].contains(&shown), "names the destination: {stderr}");
     assert!(proxy.all_lines().is_empty(), "nothing on stdout");
+}
+
+/// SPEC §5: destinations are written independently. stdout goes to a reader
+/// that stopped (a pipe this test reads only the `mcp-ready` line of, as a
+/// paused terminal would be) beside a directory: the directory still gets
+/// every line, `list-connections` still answers, and SIGTERM still ends the
+/// run, writing the directory whole and giving stdout up, said on stderr.
+#[test]
+fn a_stdout_nobody_reads_holds_up_only_itself() {
+    use crate::mcp::{Http, start_mcp_raw};
+    use serde_json::json;
+
+    let tmp = TempDir::new("stalled-stdout");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    let (mut proxy, port, stdout) =
+        start_mcp_raw(&["--flush-millis", "200", &rule(p, echo.port())]);
+    wait_listening(p);
+    let mut http = Http::connect(port);
+    http.call("start-logging", json!({"directory": path_str(&dir)}));
+
+    // 4 MiB each way: far more log than the 64 KiB a pipe holds.
+    let payload: Vec<u8> = (0..4 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut clients = Vec::new();
+    for data in [&payload[..], b"after the stall"] {
+        let client = echo_once(p, data).to_string();
+        wait_dir_line(&dir, &format!("the close of {client}"), |v| {
+            v["event"] == "close" && v["from"] == client.as_str()
+        });
+        let values: Vec<Value> = dir_values(&dir).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(data_between(&values, &client, &target), data, "client side");
+        assert_eq!(data_between(&values, &target, &client), data, "target side");
+        clients.push(client);
+    }
+
+    let listed = http.rpc(
+        "tools/call",
+        json!({"name": "list-connections", "arguments": {}}),
+    );
+    let rows = &listed["result"]["structuredContent"]["connections"];
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{listed}");
+    let stalled = "stdout has taken no log lines";
+    let stderr = proxy.stderr_text();
+    assert_eq!(stderr.matches(stalled).count(), 1, "said once: {stderr}");
+
+    proxy.signal(libc::SIGTERM);
+    let status = proxy.wait_exit(2 * DEADLINE);
+    let stderr = proxy.stderr_text();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("gave up writing to stdout"),
+        "stdout given up: {stderr}"
+    );
+    let lines = dir_values(&dir);
+    let (_, last) = lines.last().expect("lines in the directory");
+    assert_eq!(event(last), Some("stop-logging"), "last line: {last}");
+    let opens: Vec<&str> = lines
+        .iter()
+        .filter(|(_, v)| event(v) == Some("open"))
+        .map(|(_, v)| v["from"].as_str().unwrap())
+        .collect();
+    assert_eq!(opens, clients);
+    drop(stdout);
 }

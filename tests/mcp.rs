@@ -5,10 +5,10 @@
 
 use crate::util::*;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{ChildStdout, Command};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -165,7 +165,28 @@ pub(crate) fn start_mcp(args: &[&str]) -> (Proxy, u16) {
     let first = proxy
         .next_line_by(Instant::now() + DEADLINE)
         .unwrap_or_else(|| panic!("no mcp-ready line; stderr: {}", proxy.stderr_text()));
-    let ready = check_line(&first);
+    let port = ready_port(&first);
+    (proxy, port)
+}
+
+/// As `start_mcp`, but the test keeps stdout's pipe, read only up to the
+/// `mcp-ready` line.
+pub(crate) fn start_mcp_raw(args: &[&str]) -> (Proxy, u16, BufReader<ChildStdout>) {
+    let mut all = vec!["--mcp-port", "0"];
+    all.extend_from_slice(args);
+    let (proxy, stdout) = Proxy::spawn_raw_stdout(Proxy::command(&all));
+    let mut stdout = BufReader::new(stdout);
+    let mut first = String::new();
+    if stdout.read_line(&mut first).is_err() || !first.ends_with('\n') {
+        panic!("no mcp-ready line; stderr: {}", proxy.stderr_text());
+    }
+    let port = ready_port(first.trim_end());
+    (proxy, port, stdout)
+}
+
+/// The MCP port of an `mcp-ready` line.
+fn ready_port(first: &str) -> u16 {
+    let ready = check_line(first);
     assert_eq!(ready["event"], "mcp-ready", "{first}");
     let endpoint = ready["endpoint"].as_str().expect("endpoint");
     let port: u16 = endpoint
@@ -174,7 +195,7 @@ pub(crate) fn start_mcp(args: &[&str]) -> (Proxy, u16) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("endpoint {endpoint}"));
     assert_ne!(port, 0);
-    (proxy, port)
+    port
 }
 
 pub(crate) fn rule_args(local_port: u16, target_port: u16) -> Value {
