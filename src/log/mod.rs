@@ -461,6 +461,7 @@ impl Log {
                 self.take_back_shared(chunks);
                 news.room = true;
             }
+            FromWriter::Waiting { id, until } => self.writers.on_waiting(id, until),
             FromWriter::Paged(chunks) => {
                 self.paging = false;
                 self.pool.give_back(chunks);

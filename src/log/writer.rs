@@ -66,6 +66,8 @@ pub enum FromWriter {
     /// Chunks that nothing left to write reads: back early, so the loop
     /// fills them instead of fresh memory.
     Chunks { id: usize, chunks: Vec<Chunk> },
+    /// It waits until `until` to write what it has: not a stall.
+    Waiting { id: usize, until: Instant },
     /// Empty chunks whose memory is paged in, as asked by `Page`.
     Paged(Vec<Vec<u8>>),
     /// The destination failed; its later batches are dropped.
@@ -79,6 +81,10 @@ pub enum FromWriter {
 
 /// Chunks (shares of chunks) a writer gives back at a time, while writing.
 const GIVE_BACK_CHUNKS: usize = 8;
+
+/// A writer that writes slowly still reports this often while it moves, so
+/// the loop does not take it for stalled (see `writers::STALL_AFTER`).
+const REPORT_EVERY: Duration = Duration::from_millis(500);
 
 /// Starts the writer of `destination`: writes start at least `interval`
 /// apart unless urgent; `wake` is called after each report.
@@ -135,6 +141,12 @@ impl Writer {
             }
             // SPEC §5: writes never closer together than the interval.
             if let Some(at) = self.last_start.map(|t| t + self.interval) {
+                if at > Instant::now() && !batches.iter().any(|b| b.urgent) {
+                    self.report(FromWriter::Waiting {
+                        id: self.id,
+                        until: at,
+                    });
+                }
                 while !batches.iter().any(|b| b.urgent) {
                     let now = Instant::now();
                     if now >= at {
@@ -176,6 +188,7 @@ impl Writer {
             reports: &self.reports,
             wake: &*self.wake,
             chunks: Vec::new(),
+            since: Instant::now(),
         };
         let mut failure = None;
         if self.dead {
@@ -283,18 +296,21 @@ struct GiveBack<'a> {
     reports: &'a Sender<FromWriter>,
     wake: &'a dyn Fn(),
     chunks: Vec<Chunk>,
+    /// When chunks last went back (or the write started).
+    since: Instant,
 }
 
 impl GiveBack<'_> {
     fn written(&mut self, piece: Piece) {
         self.chunks.push(piece.chunk);
-        if self.chunks.len() >= GIVE_BACK_CHUNKS {
+        if self.chunks.len() >= GIVE_BACK_CHUNKS || self.since.elapsed() >= REPORT_EVERY {
             let chunks = std::mem::take(&mut self.chunks);
             let _ = self.reports.send(FromWriter::Chunks {
                 id: self.id,
                 chunks,
             });
             (self.wake)();
+            self.since = Instant::now();
         }
     }
 

@@ -238,6 +238,14 @@ impl Writers {
         }
     }
 
+    /// A writer waits out its interval until `until`: no progress is due
+    /// before then.
+    pub fn on_waiting(&mut self, id: usize, until: Instant) {
+        if let Some(handle) = self.by_id(id).filter(|h| h.busy()) {
+            handle.waiting_since = Some(until);
+        }
+    }
+
     /// True when no writer has anything left to write.
     pub fn all_idle(&self) -> bool {
         !self.list.iter().any(Handle::busy)
