@@ -510,3 +510,54 @@ fn a_stdout_nobody_reads_holds_up_only_itself() {
     assert_eq!(opens, clients);
     drop(stdout);
 }
+
+/// SPEC §5, the other way round: a directory whose log file is a FIFO that
+/// nobody opens for reading blocks its writer in `open`, as a hung file
+/// system would. stdout still gets every line on schedule, and SIGTERM ends
+/// the run, giving the directory up, said on stderr.
+#[test]
+fn a_directory_that_hangs_holds_up_only_itself() {
+    use crate::mcp::{Http, start_mcp};
+    use serde_json::json;
+    use std::ffi::CString;
+
+    let tmp = TempDir::new("hung-dir");
+    let echo = echo_server("127.0.0.1");
+    let p = free_port();
+    let dir = tmp.join("logs");
+    fs::create_dir_all(&dir).unwrap();
+    let fifo = CString::new(path_str(&dir.join("hung.ndjson"))).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let (mut proxy, port) = start_mcp(&["--flush-millis", "200", &rule(p, echo.port())]);
+    wait_listening(p);
+    let mut http = Http::connect(port);
+    let args = json!({"directory": path_str(&dir), "filename_format": "hung.ndjson"});
+    http.call("start-logging", args);
+
+    for data in [&b"first"[..], b"after the stall"] {
+        let client = echo_once(p, data).to_string();
+        proxy.wait_line(&format!("the close of {client}"), |v| {
+            v["event"] == "close" && v["from"] == client.as_str()
+        });
+    }
+    let shown = format!("log directory '{}'", path_str(&dir));
+    let stalled = format!("{shown} has taken no log lines");
+    let deadline = Instant::now() + DEADLINE;
+    while !proxy.stderr_text().contains(&stalled) {
+        assert!(Instant::now() < deadline, "{stalled}: not said");
+        thread::sleep(Duration::from_millis(50));
+    }
+    proxy.signal(libc::SIGTERM);
+    let status = proxy.wait_exit(2 * DEADLINE);
+    let stderr = proxy.stderr_text();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(stderr.matches(&stalled).count(), 1, "said once: {stderr}");
+    assert!(
+        stderr.contains(&format!("gave up writing to {shown}")),
+        "the directory given up: {stderr}"
+    );
+    let lines = proxy.all_lines();
+    let last = check_line(lines.last().expect("stdout lines"));
+    assert_eq!(event(&last), Some("stop-logging"), "last line: {last}");
+}

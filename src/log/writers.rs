@@ -329,10 +329,10 @@ impl Writers {
             let given_up = h.busy() && since + GIVE_UP_AFTER <= now;
             if given_up {
                 eprintln!(
-                    "rawprox: gave up writing to {} after {} s without progress; {:.1} MiB of log lines were not written",
+                    "rawprox: gave up writing to {} after {} s without progress; {} of log lines were not written",
                     h.destination.key().describe(),
                     GIVE_UP_AFTER.as_secs(),
-                    h.backlog_bytes() as f64 / (1 << 20) as f64
+                    amount(h.backlog_bytes())
                 );
             }
             !given_up
@@ -347,6 +347,14 @@ impl Writers {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+/// Bytes for people: KiB (rounded up) under a MiB, else MiB.
+fn amount(bytes: usize) -> String {
+    match bytes {
+        0..1048576 => format!("{} KiB", bytes.div_ceil(1024)),
+        _ => format!("{:.1} MiB", bytes as f64 / 1048576.0),
     }
 }
 
@@ -564,5 +572,7 @@ mod tests {
         writers.give_up(since, deadline);
         assert!(writers.all_idle());
         assert_eq!(writers.list.len(), 2);
+        assert_eq!(amount(10), "1 KiB");
+        assert_eq!(amount(3 << 20), "3.0 MiB");
     }
 }
