@@ -48,7 +48,7 @@ struct Schedule {
     /// When the arena last went from empty to holding something.
     pending_since: Option<Instant>,
     last_write_start: Option<Instant>,
-    /// Write as soon as the writer is free (control events on stdout).
+    /// Write at once (control events on stdout, answers waiting for it).
     now: bool,
 }
 
@@ -280,8 +280,8 @@ impl Log {
         Ok(())
     }
 
-    /// Asks for the lines logged so far to be written as soon as the
-    /// writer is free, interval or not; returns the flush that writes them:
+    /// Asks for the lines logged so far to be handed to the writers at
+    /// once, interval or not; returns the flush that writes them:
     /// they are written once `flushed_through` reaches it.
     pub fn write_soon(&mut self) -> u64 {
         if self.arena.is_empty() {
@@ -423,8 +423,8 @@ impl Log {
     }
 
     /// In a burst, until its first flush, every chunk the arena fills is
-    /// memory never touched before. The writer has nothing to write then,
-    /// so it pages chunks in ahead of the loop (a chunk's life, step 6).
+    /// memory never touched before. A writer with nothing to write pages
+    /// chunks in ahead of the loop (a chunk's life, step 6).
     fn page_ahead(&mut self) {
         if self.paging {
             return;
