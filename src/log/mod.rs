@@ -351,9 +351,10 @@ impl Log {
         self.schedule.due(self.urgent(), now)
     }
 
-    /// Spares are let go once logging has been idle for `TRIM_AFTER`.
+    /// Spares are let go once logging has been idle for `TRIM_AFTER` (a
+    /// stalled writer does not count: it may never move again).
     fn trim_due(&self) -> Option<Instant> {
-        let idle = self.writers.all_idle() && self.arena.is_empty();
+        let idle = self.writers.all_idle_or_stalled() && self.arena.is_empty();
         (idle && !self.pool.is_empty()).then(|| {
             self.schedule
                 .last_write_start

@@ -251,6 +251,11 @@ impl Writers {
         !self.list.iter().any(Handle::busy)
     }
 
+    /// True when no writer but a stalled one has anything left to write.
+    pub fn all_idle_or_stalled(&self) -> bool {
+        !self.list.iter().any(|h| h.busy() && !h.stalled)
+    }
+
     /// The last flush written by every writer that is not stalled, given
     /// `sent` flushes in all.
     pub fn flushed_through(&self, sent: u64) -> u64 {
@@ -560,15 +565,22 @@ mod tests {
         assert_eq!(writers.flushed_through(5), 2);
         assert!(writers.check_stalls(start + STALL_AFTER));
         assert_eq!(writers.flushed_through(5), 4, "writer 2 stalled");
+        assert!(!writers.all_idle_or_stalled(), "writer 1 is busy");
         assert_eq!(writers.stall_deadline(), Some(start + STALL_AFTER * 3 / 2));
-        // Caught up, it counts again.
-        writers.on_progress(2, Some(4), start + STALL_AFTER);
-        assert!(!writers.list[2].stalled);
-        assert_eq!(writers.flushed_through(5), 4);
-        // At shutdown the one still waiting is given up after its wait.
-        let since = start + STALL_AFTER;
+        writers.on_progress(1, Some(5), start + STALL_AFTER);
+        assert!(writers.all_idle_or_stalled() && !writers.all_idle());
+        assert_eq!(writers.flushed_through(5), 5);
+        assert_eq!(writers.stall_deadline(), None, "only the stalled one left");
+        // Moving a little, it is still stalled until it has caught up.
+        writers.on_progress(2, Some(3), start + STALL_AFTER);
+        assert!(writers.list[2].stalled);
+        assert!(!writers.check_stalls(start + STALL_AFTER * 4), "said once");
+        // At shutdown it is given up once it has not moved for a while.
+        let since = start + STALL_AFTER * 2;
         let deadline = writers.give_up_deadline(since).unwrap();
         assert_eq!(deadline, since + GIVE_UP_AFTER);
+        writers.give_up(since, deadline - Duration::from_millis(1));
+        assert_eq!(writers.list.len(), 3, "not yet");
         writers.give_up(since, deadline);
         assert!(writers.all_idle());
         assert_eq!(writers.list.len(), 2);
