@@ -34,5 +34,5 @@ fuzz_target!(|input: &[u8]| {
     let _ = rawprox::read::pcap::write_pcap(&inputs, None, std::io::sink());
     let id = first_id.unwrap_or(ConnId(*b"00000000"));
     let _ = rawprox::read::extract::extract(&inputs, id, Side::Target, &mut std::io::sink());
-    let _ = rawprox::read::extract::conversation(&inputs, id, None, 3, 100);
+    let _ = rawprox::read::extract::conversation(&inputs, id, None, None, 3, 100);
 });

@@ -37,12 +37,13 @@ pub struct Peers {
 }
 
 /// Calls `each` for every data and close line of the first connection `id`
-/// in `inputs` (a later `open` with the same ID is another run's: the
-/// reading stops there). Returns its peers, or `None` if no line of it was
-/// found. `each` may stop early.
+/// in `inputs` that opened at or after `since`, if given (a later `open`
+/// with the same ID is another run's: the reading stops there). Returns its
+/// peers, or `None` if no line of it was found. `each` may stop early.
 pub fn scan(
     inputs: &[Input],
     id: ConnId,
+    since: Option<Time>,
     skipped: &mut Skipped,
     mut each: impl FnMut(Event) -> pipeline::Flow,
 ) -> Result<Option<Peers>, Error> {
@@ -50,6 +51,7 @@ pub fn scan(
     let select = Selection {
         ids: vec![id],
         port: None,
+        since,
     };
     *skipped = pipeline::events::<()>(inputs, &select, |event| match event {
         pipeline::Event::Open { conn, .. } => {
@@ -88,7 +90,7 @@ pub fn extract(
 ) -> Result<(u64, Skipped), Error> {
     let mut skipped = Skipped::default();
     let mut written = 0u64;
-    let peers = scan(inputs, id, &mut skipped, |event| {
+    let peers = scan(inputs, id, None, &mut skipped, |event| {
         if let Event::Data { side: s, bytes, .. } = event
             && s == side
         {
@@ -128,13 +130,14 @@ pub struct Conversation {
     pub closed_by: Option<Side>,
 }
 
-/// The conversation of connection `id`: the data both sides sent (or only
-/// `side`), skipping the first `offset` bytes of it (counted over the
+/// The conversation of connection `id` (the first that opened at or after
+/// `since`, if given): the data both sides sent (or only `side`), skipping the first `offset` bytes of it (counted over the
 /// selected sides, in log order) and holding at most `max_bytes`; reading
 /// stops as soon as the budget is exceeded. An unknown ID is an error.
 pub fn conversation(
     inputs: &[Input],
     id: ConnId,
+    since: Option<Time>,
     side: Option<Side>,
     offset: u64,
     max_bytes: usize,
@@ -147,7 +150,7 @@ pub fn conversation(
     let mut seen = 0u64;
     let mut kept = 0usize;
     let mut stream_offsets = [0u64; 2];
-    let peers = scan(inputs, id, &mut skipped, |event| {
+    let peers = scan(inputs, id, since, &mut skipped, |event| {
         match event {
             Event::Data {
                 time,
@@ -278,7 +281,7 @@ mod tests {
     fn conversations_are_cut_at_offset_and_budget() {
         let inputs = [Input::Bytes(log())];
         let id = ConnId(*b"0000000A");
-        let (all, _) = conversation(&inputs, id, None, 0, 100).unwrap();
+        let (all, _) = conversation(&inputs, id, None, None, 0, 100).unwrap();
         let parts: Vec<(Side, u64, &[u8])> = all
             .messages
             .iter()
@@ -294,7 +297,7 @@ mod tests {
         );
         assert_eq!((all.truncated, all.closed_by), (false, Some(Side::Client)));
         assert_eq!(all.peers.listen_port, Some(9));
-        let (cut, _) = conversation(&inputs, id, None, 2, 2).unwrap();
+        let (cut, _) = conversation(&inputs, id, None, None, 2, 2).unwrap();
         let parts: Vec<(u64, &[u8])> = cut
             .messages
             .iter()
@@ -302,7 +305,7 @@ mod tests {
             .collect();
         assert_eq!(parts, [(2, &b"l"[..]), (0, &b"\x00"[..])]);
         assert!(cut.truncated);
-        let (client, _) = conversation(&inputs, id, Some(Side::Client), 1, 100).unwrap();
+        let (client, _) = conversation(&inputs, id, None, Some(Side::Client), 1, 100).unwrap();
         let bytes: Vec<u8> = client
             .messages
             .iter()
