@@ -8,7 +8,7 @@ use crate::read::Side;
 use crate::read::decode::{ConnId, Time};
 use crate::read::extract::{Conversation, conversation, not_found};
 use crate::read::follow::{is_mostly_text, push_hex_dump, push_text, visible};
-use crate::read::input::{Input, expand_within};
+use crate::read::input::{Input, NO_LOGS, expand_within};
 use crate::read::list::{ConnRow, connections, write_table};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -145,7 +145,17 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
     match query {
         Query::List { port, limit } => {
             let (shown, total) = list(&groups, *port, *limit, since)?;
-            Ok(list_result(&shown, total))
+            let mut result = list_result(&shown, total);
+            let note = no_logs(&groups);
+            if total == 0 && !note.is_empty() {
+                let text = &mut result["content"][0]["text"];
+                *text = Value::from(format!(
+                    "{}{}\n",
+                    text.as_str().unwrap_or_default(),
+                    note.trim_start()
+                ));
+            }
+            Ok(result)
         }
         Query::Read {
             conn_id,
@@ -170,7 +180,8 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
             match best {
                 Some(talk) => Ok(read_result(&talk, *side, *offset, *max_bytes, *format)),
                 None => Err(format!(
-                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
+                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs{}",
+                    no_logs(&groups)
                 )),
             }
         }
@@ -209,6 +220,24 @@ fn groups(capture: &Capture) -> Result<Vec<Vec<Input>>, String> {
     }
     groups.retain(|inputs| !inputs.is_empty());
     Ok(groups)
+}
+
+/// What to add when nothing is found: a directory of the run whose files
+/// are not `.ndjson` (a `filename_format` with another extension) is not
+/// read (SPEC §9), and the user is told so rather than left to doubt the
+/// ConnID.
+fn no_logs(groups: &[Vec<Input>]) -> String {
+    groups
+        .iter()
+        .flatten()
+        .find_map(|input| match input {
+            Input::Unread { path, why, .. } if why.starts_with(NO_LOGS) => Some(format!(
+                " ({} {why}: give start-logging a filename_format ending in .ndjson)",
+                path.display()
+            )),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The newest `limit` connections of this run (on `port`, if given), in

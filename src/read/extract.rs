@@ -79,6 +79,15 @@ pub fn not_found(id: ConnId) -> Error {
     ))
 }
 
+/// `not_found`, saying what was skipped: the connection may be there (a
+/// directory holding no `.ndjson` file, a file that could not be opened).
+pub fn not_found_after(id: ConnId, skipped: &Skipped) -> Error {
+    match (not_found(id), skipped.message()) {
+        (Error::Message(m), Some(skipped)) => Error::Message(format!("{m}. {skipped}")),
+        (error, _) => error,
+    }
+}
+
 /// Writes the bytes `side` sent on connection `id` to `out`, exactly as
 /// they crossed the wire; returns how many. An ID with no line in the
 /// input is an error.
@@ -100,7 +109,7 @@ pub fn extract(
         Ok(ControlFlow::Continue(()))
     })?;
     if peers.is_none() {
-        return Err(not_found(id));
+        return Err(not_found_after(id, &skipped));
     }
     Ok((written, skipped))
 }

@@ -82,7 +82,7 @@ pub fn follow(
     })?;
     out.flush().map_err(Error::output)?;
     if let Some(missing) = select.ids.iter().find(|id| !found.contains(id)) {
-        return Err(super::extract::not_found(*missing));
+        return Err(super::extract::not_found_after(*missing, &skipped));
     }
     Ok(skipped)
 }

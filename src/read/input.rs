@@ -18,6 +18,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Why a directory is skipped when none of its files is a log.
+pub const NO_LOGS: &str = "holds no .ndjson file";
+
 /// Bytes read at a time.
 const READ_CHUNK: usize = 1024 * 1024;
 
@@ -166,9 +169,7 @@ fn expand_in(args: &[String], within: Option<&[PathBuf]>) -> Result<Vec<Input>, 
             if inputs.len() == before && others > 0 {
                 inputs.push(Input::Unread {
                     path: path.to_path_buf(),
-                    why: format!(
-                        "holds no .ndjson file ({others} other files): only *.ndjson files are read"
-                    ),
+                    why: format!("{NO_LOGS} ({others} other files): only *.ndjson files are read"),
                     group,
                 });
             }
