@@ -87,7 +87,7 @@ fn ids(rows: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-fn mkfifo(path: &Path) {
+pub(crate) fn mkfifo(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let name = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
     // SAFETY: a valid NUL-terminated path.
