@@ -473,6 +473,11 @@ fn a_connection_is_one_row_whatever_the_directories_that_hold_it() {
     assert_eq!(code, -32602);
     assert!(
         message.starts_with("port must be a port number"),
+        "{message}"
+    );
+    proxy.stop();
+}
+
 /// Puts into log directory `dir` what issue 18 found there: two links back
 /// to it (a cycle), `latest.ndjson` naming its newest file, a FIFO, a link
 /// to `/dev/zero`, a dangling link, and links to a directory and to a log
