@@ -4,8 +4,10 @@
 //! the count of skipped lines and files, and the progress line on a terminal.
 //!
 //! Only regular files are read, each once (by identity: a link to a file
-//! already listed adds nothing), each up to the size it had when it was
-//! listed; a directory is never entered twice, so a link cycle ends.
+//! already listed adds nothing, and a file is read at its own name rather
+//! than a link's), each up to the size it had when it was listed; a
+//! directory is never entered twice, so a link cycle ends. For the MCP
+//! tools, no link leads out of the run's directories (`expand_within`).
 
 use super::Error;
 use super::decode::{Bad, MAX_LINE_BYTES};
