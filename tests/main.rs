@@ -14,6 +14,7 @@ mod destinations;
 mod docs;
 mod faults;
 mod forwarding;
+mod hostile_read;
 mod logging;
 mod mcp;
 mod mcp_read;

@@ -855,6 +855,11 @@ fn bad_requests() -> Vec<(Vec<u8>, bool, u16, Option<i64>)> {
         (call(r#"{"name":"read-connection","arguments":{"conn_id":5}}"#), false, 200, Some(-32602)),
         (call(r#"{"name":"read-connection","arguments":{"conn_id":"zzzzzzzz","side":"server"}}"#), false, 200, Some(-32602)),
         (call(r#"{"name":"read-connection","arguments":{"conn_id":"zzzzzzzz","format":"raw","offset":"x"}}"#), false, 200, Some(-32602)),
+        // Issue 18: the log directory holds link cycles, a FIFO, a device
+        // and a link to a log outside it (`plant_hostile_entries`); the
+        // reading tools answer, and never read outside.
+        (call(r#"{"name":"list-connections","arguments":{}}"#), false, 200, None),
+        (call(r#"{"name":"read-connection","arguments":{"conn_id":"Outside1"}}"#), false, 200, Some(-32602)),
         (post_closing(r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#), false, 200, Some(-32601)),
         (b"GET /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),
         (b"DELETE /mcp HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), false, 405, None),
@@ -905,9 +910,25 @@ fn abuse(port: u16, rounds: usize) -> usize {
 #[test]
 fn a_thousand_bad_requests_get_their_errors_and_never_disturb_the_traffic() {
     let target = echo_server("127.0.0.1");
+    let logs = TempDir::new("mcp-abuse");
+    let dir = logs.join("logs");
     let (proxy, port) = start_mcp(&["--flush-millis", "100"]);
     let local = free_port();
-    Http::connect(port).call("add-port-rule", rule_args(local, target.port()));
+    let mut http = Http::connect(port);
+    http.call("add-port-rule", rule_args(local, target.port()));
+    // A directory of this run, with one connection and issue 18's hostile
+    // entries; stopped, so the traffic below does not grow it and each
+    // reading request stays cheap.
+    http.call("start-logging", json!({"directory": path_str(&dir)}));
+    echo_once(local, b"before the abuse");
+    http.call("stop-logging", json!({"directory": path_str(&dir)}));
+    let listed = http.rpc(
+        "tools/call",
+        json!({"name": "list-connections", "arguments": {}}),
+    );
+    let first = listed["result"]["structuredContent"]["connections"][0]["ConnID"].clone();
+    assert!(first.is_string(), "{listed}");
+    crate::mcp_read::plant_hostile_entries(&dir, &logs.join("elsewhere"));
     // Warm up, so that the allocator has seen every kind once.
     abuse(port, 3);
     let baseline_kib = rss_kib(proxy.pid());
@@ -958,6 +979,16 @@ fn a_thousand_bad_requests_get_their_errors_and_never_disturb_the_traffic() {
     let pings = pinger.join().expect("pings answered throughout");
     assert!(pings > 0);
     drop(slow);
+    // The reading tools still answer, with this run's connections only.
+    let listed = http.rpc(
+        "tools/call",
+        json!({"name": "list-connections", "arguments": {}}),
+    );
+    let rows = &listed["result"]["structuredContent"]["connections"];
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(rows[0]["ConnID"], first);
+    let (code, _) = http.call_err("read-connection", json!({"conn_id": "Outside1"}));
+    assert_eq!(code, -32602);
 
     // Memory returns to its baseline once the connections are gone.
     let deadline = Instant::now() + DEADLINE;

@@ -7,11 +7,13 @@
 //! 256 MiB capture is read). The official SDK drives them too, in
 //! `mcp::official_python_sdk_drives_rawprox`.
 
+use crate::hostile_read::mkfifo;
 use crate::mcp::{Http, rule_args, start_mcp};
 use crate::util::*;
 use serde_json::{Value, json};
 use std::fs;
 use std::io::{BufWriter, Read, Write};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -471,6 +473,186 @@ fn a_connection_is_one_row_whatever_the_directories_that_hold_it() {
     assert_eq!(code, -32602);
     assert!(
         message.starts_with("port must be a port number"),
+        "{message}"
+    );
+    proxy.stop();
+}
+
+/// Puts into log directory `dir` what issue 18 found there: two links back
+/// to it (a cycle), `latest.ndjson` naming its newest file, a FIFO, a link
+/// to `/dev/zero`, a dangling link, and links to a directory and to a log
+/// outside it (`outside`, holding connection `Outside1` logged now).
+pub(crate) fn plant_hostile_entries(dir: &Path, outside: &Path) {
+    use std::os::unix::fs::symlink;
+    let mut logs: Vec<String> = fs::read_dir(dir)
+        .expect("the log directory")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".ndjson"))
+        .collect();
+    logs.sort();
+    if let Some(newest) = logs.last() {
+        symlink(newest, dir.join("latest.ndjson")).expect("latest.ndjson");
+    }
+    let name = dir.file_name().expect("a named directory");
+    symlink(Path::new("..").join(name), dir.join("x")).expect("x -> ../dir");
+    symlink(".", dir.join("cur")).expect("cur -> .");
+    mkfifo(&dir.join("f.ndjson"));
+    symlink("/dev/zero", dir.join("z.ndjson")).expect("z.ndjson -> /dev/zero");
+    symlink("nowhere.ndjson", dir.join("d.ndjson")).expect("a dangling link");
+    fs::create_dir_all(outside).expect("the outside directory");
+    let secret = outside.join("secret.ndjson");
+    let t = now_micros();
+    let (c, s) = ("127.0.0.1:40000", "127.0.0.1:9");
+    let lines = [
+        format!(
+            r#"{{"time":"{}","ConnID":"Outside1","event":"open","from":"{c}","to":"{s}","listen_port":9}}"#,
+            line_time(t)
+        ),
+        format!(
+            r#"{{"time":"{}","ConnID":"Outside1","data":"secret","from":"{c}","to":"{s}"}}"#,
+            line_time(t + 1)
+        ),
+    ];
+    fs::write(&secret, lines.join("\n") + "\n").expect("the outside log");
+    symlink(&secret, dir.join("zzz.ndjson")).expect("zzz.ndjson -> outside");
+    symlink(outside, dir.join("out")).expect("out -> outside");
+}
+
+/// The ConnIDs of a `list-connections` answer.
+fn listed_ids(answer: &Value) -> Vec<String> {
+    answer["result"]["structuredContent"]["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {answer}"))
+        .iter()
+        .map(|r| r["ConnID"].as_str().expect("a ConnID").to_owned())
+        .collect()
+}
+
+/// Issue 18, points 1, 3, 8, 10 and 11 over MCP: run B reuses run A's
+/// directory, which also holds link cycles, `latest.ndjson`, a FIFO, a
+/// device, a dangling link, links outside and addresses with terminal
+/// escapes. Both tools answer (each call has a deadline), see this run's
+/// connections only, each once, and agree on what exists.
+#[test]
+fn reading_tools_read_this_run_inside_its_directories_only() {
+    let target = echo_server("127.0.0.1");
+    let logs = TempDir::new("mcp-read-hostile");
+    let dir = logs.join("logs");
+    let at = format!("@{}", path_str(&dir));
+
+    // Run A: one connection, then gone.
+    let (mut run_a, port) = start_mcp(&[&at]);
+    let mut http = Http::connect(port);
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    echo_once(local, b"run A");
+    let id_a = listed_ids(&tool(&mut http, "list-connections", json!({})))
+        .pop()
+        .expect("run A's connection");
+    run_a.stop();
+    drop(http);
+    let lines_a: String = dir_lines(&dir).into_iter().map(|(_, l)| l).collect();
+    assert!(
+        lines_a.contains(&id_a),
+        "run A's lines are in the directory"
+    );
+
+    // Run B, into the same directory (the same file, this hour).
+    let (mut run_b, port) = start_mcp(&[&at]);
+    let mut http = Http::connect(port);
+    plant_hostile_entries(&dir, &logs.join("elsewhere"));
+    let t = now_micros();
+    let (c, s) = (r"\u001b[31mEVIL:1", r"\u001b]0;pwned\u0007host:2");
+    fs::write(
+        dir.join("evil.ndjson"),
+        format!(
+            r#"{{"time":"{}","ConnID":"Evil0001","event":"open","from":"{c}","to":"{s}","listen_port":9}}"#,
+            line_time(t)
+        ) + "\n",
+    )
+    .expect("a log with escapes in its addresses");
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    echo_once(local, b"run B");
+
+    let listed = tool(&mut http, "list-connections", json!({}));
+    let ids = listed_ids(&listed);
+    assert_eq!(
+        ids.len(),
+        2,
+        "run B's connection and Evil0001, once each: {ids:?}"
+    );
+    assert_eq!(ids[0], "Evil0001");
+    let id_b = ids[1].clone();
+    assert_ne!(id_b, id_a);
+    // Addresses are shown, not obeyed; the structured rows stay exact.
+    let shown = text(&listed);
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07'),
+        "{shown:?}"
+    );
+    assert!(shown.contains(r"\x1b[31mEVIL:1"), "{shown:?}");
+    assert_eq!(
+        listed["result"]["structuredContent"]["connections"][0]["client"],
+        "\x1b[31mEVIL:1"
+    );
+
+    // read-connection agrees: run A's and the outside ConnIDs are unknown.
+    for id in [id_a.as_str(), "Outside1"] {
+        let (code, message) = http.call_err("read-connection", json!({"conn_id": id}));
+        assert_eq!(code, -32602, "{id}");
+        assert!(message.contains("unknown ConnID"), "{id}: {message}");
+    }
+    let args = json!({"conn_id": id_b, "side": "client", "format": "base64"});
+    assert_eq!(
+        side_bytes(&tool(&mut http, "read-connection", args)),
+        b"run B"
+    );
+    let evil = tool(&mut http, "read-connection", json!({"conn_id": "Evil0001"}));
+    assert!(!text(&evil).contains('\x1b'), "{}", text(&evil));
+
+    // Still answering, again and again.
+    for _ in 0..3 {
+        assert_eq!(
+            listed_ids(&tool(&mut http, "list-connections", json!({}))),
+            ids
+        );
+    }
+    run_b.stop();
+}
+
+/// Issue 18, point 13: a run whose files are not `*.ndjson` is not read,
+/// and the answers say so instead of blaming the ConnID.
+#[test]
+fn a_directory_without_ndjson_files_is_named_not_the_conn_id() {
+    let target = echo_server("127.0.0.1");
+    let logs = TempDir::new("mcp-read-log");
+    let dir = path_str(&logs.join("logs"));
+    let (mut proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    http.call(
+        "start-logging",
+        json!({"directory": dir, "filename_format": "cap-%H.log"}),
+    );
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    echo_once(local, b"hello");
+    let listed = tool(&mut http, "list-connections", json!({}));
+    assert!(listed_ids(&listed).is_empty());
+    assert!(
+        text(&listed).contains("holds no .ndjson file"),
+        "{}",
+        text(&listed)
+    );
+    let (code, message) = http.call_err("read-connection", json!({"conn_id": "Abcdefgh"}));
+    assert_eq!(code, -32602);
+    assert!(
+        message.contains("unknown ConnID") && message.contains("holds no .ndjson file"),
         "{message}"
     );
     proxy.stop();

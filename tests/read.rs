@@ -329,18 +329,18 @@ fn make_capture() -> Capture {
 
 // ---------------------------------------------------------------- running
 
-struct Ran {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.stdout.clone()).expect("UTF-8 output")
     }
 
-    fn ok(self, what: &str) -> Ran {
+    pub(crate) fn ok(self, what: &str) -> Ran {
         assert!(
             self.status.success(),
             "{what}: {}; stderr:\n{}",
@@ -353,7 +353,7 @@ impl Ran {
 
 /// Runs `rawprox ARGS` to its end (within the deadline) with `stdin` as
 /// its standard input, and `env` set.
-fn run_with(args: &[&str], stdin: Option<Vec<u8>>, env: &[(&str, &str)]) -> Ran {
+pub(crate) fn run_with(args: &[&str], stdin: Option<Vec<u8>>, env: &[(&str, &str)]) -> Ran {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -405,7 +405,7 @@ fn run_with(args: &[&str], stdin: Option<Vec<u8>>, env: &[(&str, &str)]) -> Ran 
     }
 }
 
-fn run(args: &[&str]) -> Ran {
+pub(crate) fn run(args: &[&str]) -> Ran {
     run_with(args, None, &[])
 }
 
@@ -792,7 +792,7 @@ fn live_follow_shows_data_within_a_flush() {
     assert!(status.success(), "follow at the end of the input: {status}");
 }
 
-fn tshark(args: &[&str]) -> String {
+pub(crate) fn tshark(args: &[&str]) -> String {
     let output = match Command::new("tshark")
         .args(args)
         .stdin(Stdio::null())

@@ -2,11 +2,16 @@
 //! skipped with a reason, never a panic; each subcommand's library function
 //! reads them to the end; what a data string decodes to is no longer than
 //! its text, and the same decoded alone or into a reused buffer.
+//!
+//! One input in 16 also becomes a small directory tree (files holding the
+//! input, subdirectories, links to `.`, `..` and earlier entries, FIFOs):
+//! listing it ends, lists each regular file once and no FIFO, and the MCP
+//! tools' listing (`expand_within`) stays inside the tree.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rawprox::read::decode::{Line, parse_line};
-use rawprox::read::input::{Input, Lines, Piece};
+use rawprox::read::input::{Input, Lines, Piece, expand, expand_within};
 use rawprox::read::pipeline::Selection;
 use rawprox::read::{ConnId, Side};
 
@@ -34,5 +39,78 @@ fuzz_target!(|input: &[u8]| {
     let _ = rawprox::read::pcap::write_pcap(&inputs, None, std::io::sink());
     let id = first_id.unwrap_or(ConnId(*b"00000000"));
     let _ = rawprox::read::extract::extract(&inputs, id, Side::Target, &mut std::io::sink());
-    let _ = rawprox::read::extract::conversation(&inputs, id, None, 3, 100);
+    let _ = rawprox::read::extract::conversation(&inputs, id, None, None, 3, 100);
+    if input.len() > 1 && input[0] & 0x0F == 0 {
+        tree(input);
+    }
 });
+
+/// Builds a tree from `input[1..9]` (one entry a byte) and reads it.
+fn tree(input: &[u8]) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+    use std::path::PathBuf;
+    let root = std::env::temp_dir().join(format!("rawprox-fuzz-tree-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir(&root).expect("a temp directory");
+    let mut dirs = vec![root.clone()];
+    let mut entries: Vec<PathBuf> = Vec::new();
+    for (i, &b) in input[1..input.len().min(9)].iter().enumerate() {
+        let parent = dirs[usize::from(b >> 3) % dirs.len()].clone();
+        // Links lead to `.`, to `..` (but never out of the tree) or to an
+        // earlier entry.
+        let to = match (usize::from(b >> 5), entries.len()) {
+            (0, _) | (_, 0) => PathBuf::from("."),
+            (1, _) if parent != root => PathBuf::from(".."),
+            (n, len) => entries[n % len].clone(),
+        };
+        let path = match b % 5 {
+            0 => {
+                let path = parent.join(format!("{i}.ndjson"));
+                std::fs::write(&path, input).expect("a file");
+                path
+            }
+            1 => {
+                let path = parent.join(format!("d{i}"));
+                std::fs::create_dir(&path).expect("a directory");
+                dirs.push(path.clone());
+                path
+            }
+            2 => {
+                let path = parent.join(format!("l{i}.ndjson"));
+                symlink(&to, &path).expect("a link");
+                path
+            }
+            3 => {
+                let path = parent.join(format!("s{i}"));
+                symlink(&to, &path).expect("a link");
+                path
+            }
+            _ => {
+                let path = parent.join(format!("f{i}.ndjson"));
+                let name = std::ffi::CString::new(path.to_str().expect("UTF-8")).expect("no NUL");
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0, "mkfifo");
+                path
+            }
+        };
+        entries.push(path);
+    }
+    let arg = [root.to_str().expect("UTF-8").to_string()];
+    let real_root = std::fs::canonicalize(&root).expect("the root");
+    for (inputs, within) in [(expand(&arg), false), (expand_within(&arg), true)] {
+        let inputs = inputs.expect("a directory of the tree lists");
+        let mut ids = std::collections::HashSet::new();
+        for input in &inputs {
+            let Input::File { path, .. } = input else { continue };
+            let meta = std::fs::metadata(path).expect("a listed file");
+            assert!(meta.is_file() && !meta.file_type().is_fifo(), "{path:?}");
+            assert!(ids.insert((meta.dev(), meta.ino())), "{path:?} listed twice");
+            if within {
+                let real = std::fs::canonicalize(path).expect("a listed file");
+                assert!(real.starts_with(&real_root), "{path:?} outside");
+            }
+        }
+        let _ = rawprox::read::list::all_connections(&inputs, None);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -182,6 +182,7 @@ fn run(mut args: Vec<OsString>) -> Result<Skipped, Error> {
                     .filter_map(|a| ConnId::parse(a.as_bytes()))
                     .collect(),
                 port,
+                ..Selection::default()
             };
             let inputs = open_inputs(&inputs)?;
             let colour = io::stdout().is_terminal()

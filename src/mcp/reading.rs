@@ -7,8 +7,8 @@ use super::args;
 use crate::read::Side;
 use crate::read::decode::{ConnId, Time};
 use crate::read::extract::{Conversation, conversation, not_found};
-use crate::read::follow::{is_mostly_text, push_hex_dump, push_text};
-use crate::read::input::{Input, expand};
+use crate::read::follow::{is_mostly_text, push_hex_dump, push_text, visible};
+use crate::read::input::{Input, NO_LOGS, expand_within};
 use crate::read::list::{ConnRow, connections, write_table};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -145,7 +145,17 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
     match query {
         Query::List { port, limit } => {
             let (shown, total) = list(&groups, *port, *limit, since)?;
-            Ok(list_result(&shown, total))
+            let mut result = list_result(&shown, total);
+            let note = no_logs(&groups);
+            if total == 0 && !note.is_empty() {
+                let text = &mut result["content"][0]["text"];
+                *text = Value::from(format!(
+                    "{}{}\n",
+                    text.as_str().unwrap_or_default(),
+                    note.trim_start()
+                ));
+            }
+            Ok(result)
         }
         Query::Read {
             conn_id,
@@ -157,7 +167,7 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
             // The most of it any directory holds (see `groups`).
             let mut best: Option<Conversation> = None;
             for inputs in &groups {
-                match conversation(inputs, *conn_id, *side, *offset, *max_bytes) {
+                match conversation(inputs, *conn_id, Some(since), *side, *offset, *max_bytes) {
                     Ok((talk, _)) => {
                         if best.as_ref().is_none_or(|b| fullness(&talk) > fullness(b)) {
                             best = Some(talk);
@@ -170,7 +180,8 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
             match best {
                 Some(talk) => Ok(read_result(&talk, *side, *offset, *max_bytes, *format)),
                 None => Err(format!(
-                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
+                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs{}",
+                    no_logs(&groups)
                 )),
             }
         }
@@ -193,14 +204,15 @@ fn groups(capture: &Capture) -> Result<Vec<Vec<Input>>, String> {
     dirs.sort();
     dirs.dedup();
     // Deepest first: `expand` lists a file once, under the first argument
-    // that holds it, and does not enter a directory it has walked.
+    // that holds it, and does not enter a directory it has walked. Only
+    // files inside the directories are read (`expand_within`: SPEC §9).
     dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
     let args: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     if args.is_empty() {
         return Ok(Vec::new());
     }
     let mut groups: Vec<Vec<Input>> = args.iter().map(|_| Vec::new()).collect();
-    for input in expand(&args).map_err(|e| e.to_string())? {
+    for input in expand_within(&args).map_err(|e| e.to_string())? {
         match &input {
             Input::File { group, .. } | Input::Unread { group, .. } => groups[*group].push(input),
             Input::Stdin | Input::Bytes(_) => {}
@@ -208,6 +220,24 @@ fn groups(capture: &Capture) -> Result<Vec<Vec<Input>>, String> {
     }
     groups.retain(|inputs| !inputs.is_empty());
     Ok(groups)
+}
+
+/// What to add when nothing is found: a directory of the run whose files
+/// are not `.ndjson` (a `filename_format` with another extension) is not
+/// read (SPEC §9), and the user is told so rather than left to doubt the
+/// ConnID.
+fn no_logs(groups: &[Vec<Input>]) -> String {
+    groups
+        .iter()
+        .flatten()
+        .find_map(|input| match input {
+            Input::Unread { path, why, .. } if why.starts_with(NO_LOGS) => Some(format!(
+                " ({} {why}: give start-logging a filename_format ending in .ndjson)",
+                path.display()
+            )),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The newest `limit` connections of this run (on `port`, if given), in
@@ -310,7 +340,9 @@ fn read_result(
     let which = side.map_or("both sides", Side::name);
     let mut text = format!(
         "ConnID {} ({} -> {}), {which}, bytes {offset} to {next}",
-        talk.conn_id, talk.peers.client, talk.peers.target
+        talk.conn_id,
+        visible(&talk.peers.client),
+        visible(&talk.peers.target)
     );
     if talk.truncated {
         text.push_str(&format!(

@@ -37,12 +37,13 @@ pub struct Peers {
 }
 
 /// Calls `each` for every data and close line of the first connection `id`
-/// in `inputs` (a later `open` with the same ID is another run's: the
-/// reading stops there). Returns its peers, or `None` if no line of it was
-/// found. `each` may stop early.
+/// in `inputs` that opened at or after `since`, if given (a later `open`
+/// with the same ID is another run's: the reading stops there). Returns its
+/// peers, or `None` if no line of it was found. `each` may stop early.
 pub fn scan(
     inputs: &[Input],
     id: ConnId,
+    since: Option<Time>,
     skipped: &mut Skipped,
     mut each: impl FnMut(Event) -> pipeline::Flow,
 ) -> Result<Option<Peers>, Error> {
@@ -50,6 +51,7 @@ pub fn scan(
     let select = Selection {
         ids: vec![id],
         port: None,
+        since,
     };
     *skipped = pipeline::events::<()>(inputs, &select, |event| match event {
         pipeline::Event::Open { conn, .. } => {
@@ -77,6 +79,15 @@ pub fn not_found(id: ConnId) -> Error {
     ))
 }
 
+/// `not_found`, saying what was skipped: the connection may be there (a
+/// directory holding no `.ndjson` file, a file that could not be opened).
+pub fn not_found_after(id: ConnId, skipped: &Skipped) -> Error {
+    match (not_found(id), skipped.message()) {
+        (Error::Message(m), Some(skipped)) => Error::Message(format!("{m}. {skipped}")),
+        (error, _) => error,
+    }
+}
+
 /// Writes the bytes `side` sent on connection `id` to `out`, exactly as
 /// they crossed the wire; returns how many. An ID with no line in the
 /// input is an error.
@@ -88,7 +99,7 @@ pub fn extract(
 ) -> Result<(u64, Skipped), Error> {
     let mut skipped = Skipped::default();
     let mut written = 0u64;
-    let peers = scan(inputs, id, &mut skipped, |event| {
+    let peers = scan(inputs, id, None, &mut skipped, |event| {
         if let Event::Data { side: s, bytes, .. } = event
             && s == side
         {
@@ -98,7 +109,7 @@ pub fn extract(
         Ok(ControlFlow::Continue(()))
     })?;
     if peers.is_none() {
-        return Err(not_found(id));
+        return Err(not_found_after(id, &skipped));
     }
     Ok((written, skipped))
 }
@@ -128,13 +139,14 @@ pub struct Conversation {
     pub closed_by: Option<Side>,
 }
 
-/// The conversation of connection `id`: the data both sides sent (or only
-/// `side`), skipping the first `offset` bytes of it (counted over the
+/// The conversation of connection `id` (the first that opened at or after
+/// `since`, if given): the data both sides sent (or only `side`), skipping the first `offset` bytes of it (counted over the
 /// selected sides, in log order) and holding at most `max_bytes`; reading
 /// stops as soon as the budget is exceeded. An unknown ID is an error.
 pub fn conversation(
     inputs: &[Input],
     id: ConnId,
+    since: Option<Time>,
     side: Option<Side>,
     offset: u64,
     max_bytes: usize,
@@ -147,7 +159,7 @@ pub fn conversation(
     let mut seen = 0u64;
     let mut kept = 0usize;
     let mut stream_offsets = [0u64; 2];
-    let peers = scan(inputs, id, &mut skipped, |event| {
+    let peers = scan(inputs, id, since, &mut skipped, |event| {
         match event {
             Event::Data {
                 time,
@@ -278,7 +290,7 @@ mod tests {
     fn conversations_are_cut_at_offset_and_budget() {
         let inputs = [Input::Bytes(log())];
         let id = ConnId(*b"0000000A");
-        let (all, _) = conversation(&inputs, id, None, 0, 100).unwrap();
+        let (all, _) = conversation(&inputs, id, None, None, 0, 100).unwrap();
         let parts: Vec<(Side, u64, &[u8])> = all
             .messages
             .iter()
@@ -294,7 +306,7 @@ mod tests {
         );
         assert_eq!((all.truncated, all.closed_by), (false, Some(Side::Client)));
         assert_eq!(all.peers.listen_port, Some(9));
-        let (cut, _) = conversation(&inputs, id, None, 2, 2).unwrap();
+        let (cut, _) = conversation(&inputs, id, None, None, 2, 2).unwrap();
         let parts: Vec<(u64, &[u8])> = cut
             .messages
             .iter()
@@ -302,7 +314,7 @@ mod tests {
             .collect();
         assert_eq!(parts, [(2, &b"l"[..]), (0, &b"\x00"[..])]);
         assert!(cut.truncated);
-        let (client, _) = conversation(&inputs, id, Some(Side::Client), 1, 100).unwrap();
+        let (client, _) = conversation(&inputs, id, None, Some(Side::Client), 1, 100).unwrap();
         let bytes: Vec<u8> = client
             .messages
             .iter()

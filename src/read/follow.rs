@@ -10,6 +10,7 @@ use super::decode::{ConnId, Time};
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::{Error, Side};
+use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -81,7 +82,7 @@ pub fn follow(
     })?;
     out.flush().map_err(Error::output)?;
     if let Some(missing) = select.ids.iter().find(|id| !found.contains(id)) {
-        return Err(super::extract::not_found(*missing));
+        return Err(super::extract::not_found_after(*missing, &skipped));
     }
     Ok(skipped)
 }
@@ -98,6 +99,9 @@ fn header(
     if colour {
         text.push_str(BOLD);
     }
+    // SPEC §9: addresses come from the log; no escape in one reaches the
+    // terminal raw.
+    let (client, target) = (visible(client), visible(target));
     match port {
         Some(port) => text.push_str(&format!(
             "== {id} port {port}: {client} -> {target}, opened {time}"
@@ -168,10 +172,29 @@ pub fn is_mostly_text(bytes: &[u8]) -> bool {
 /// not UTF-8 made visible (`\r`, `\0`, `\xNN`), so nothing written can
 /// move a terminal's cursor or change its colours.
 pub fn push_text(bytes: &[u8], out: &mut String) {
+    push_escaped(bytes, out, true);
+}
+
+/// `text` with every control character made visible, tab and newline too:
+/// for the addresses and names a log or a directory gives, which must
+/// neither reach a terminal raw nor break a table's row (SPEC §9).
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    push_escaped(text.as_bytes(), &mut out, false);
+    Cow::Owned(out)
+}
+
+/// `push_text`, with tab and newline kept as they are when `layout`.
+fn push_escaped(bytes: &[u8], out: &mut String, layout: bool) {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\n' | '\t' => out.push(c),
+                '\n' | '\t' if layout => out.push(c),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
                 '\0' => out.push_str("\\0"),
                 c if c.is_control() => {
@@ -233,6 +256,11 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, "GET / HTTP/1.1\\r\nA:\tb\\x1b[31m\\0café \\xff\\x7f");
+        assert_eq!(visible("127.0.0.1:5"), "127.0.0.1:5");
+        assert_eq!(
+            visible("\u{1b}[31mEVIL\n\tcafé\u{9b}:1"),
+            "\\x1b[31mEVIL\\n\\tcafé\\xc2\\x9b:1"
+        );
         assert!(is_mostly_text(b"GET / HTTP/1.1\r\n\r\n"));
         assert!(is_mostly_text("héllo wörld".as_bytes()));
         assert!(!is_mostly_text(&(0..=255).collect::<Vec<u8>>()));
@@ -285,6 +313,7 @@ mod tests {
             &Selection {
                 ids: vec![],
                 port: Some(9),
+                ..Selection::default()
             },
             false,
         );
@@ -293,6 +322,7 @@ mod tests {
             &Selection {
                 ids: vec![ConnId(*b"0000000B")],
                 port: None,
+                ..Selection::default()
             },
             true,
         );
@@ -300,6 +330,7 @@ mod tests {
         let unknown = Selection {
             ids: vec![ConnId(*b"0000000Z")],
             port: None,
+            ..Selection::default()
         };
         let err = follow(&[Input::Bytes(log())], &unknown, false, &mut out).unwrap_err();
         assert!(

@@ -4,18 +4,24 @@
 //! the count of skipped lines and files, and the progress line on a terminal.
 //!
 //! Only regular files are read, each once (by identity: a link to a file
-//! already listed adds nothing), each up to the size it had when it was
-//! listed; a directory is never entered twice, so a link cycle ends.
+//! already listed adds nothing, and a file is read at its own name rather
+//! than a link's), each up to the size it had when it was listed; a
+//! directory is never entered twice, so a link cycle ends. For the MCP
+//! tools, no link leads out of the run's directories (`expand_within`).
 
 use super::Error;
 use super::decode::{Bad, MAX_LINE_BYTES};
+use super::follow::visible;
 use crate::sys::{self, FileId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Why a directory is skipped when none of its files is a log.
+pub const NO_LOGS: &str = "holds no .ndjson file";
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -91,6 +97,22 @@ impl Input {
 /// file. A named file that cannot be opened, or that is neither a regular
 /// file nor a pipe, is an error before anything is read.
 pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
+    expand_in(args, None)
+}
+
+/// The log files of the directories `dirs`, as `expand` finds them, but
+/// only those really inside one of them: a link that leads elsewhere is
+/// not followed (SPEC §9: the MCP tools read this run's directories, so a
+/// link planted there cannot make them read any other file).
+pub fn expand_within(dirs: &[String]) -> Result<Vec<Input>, Error> {
+    let roots: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| fs::canonicalize(d).ok())
+        .collect();
+    expand_in(dirs, Some(&roots))
+}
+
+fn expand_in(args: &[String], within: Option<&[PathBuf]>) -> Result<Vec<Input>, Error> {
     if args.is_empty() {
         return Ok(vec![Input::Stdin]);
     }
@@ -106,22 +128,33 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
             fs::metadata(path).map_err(|e| Error::Message(format!("cannot open {arg}: {e}")))?;
         if meta.is_dir() {
             let before = inputs.len();
-            let mut others = 0;
-            let mut found = Vec::new();
-            walk(
-                path,
-                &meta,
-                &mut seen,
-                &mut Vec::new(),
-                &mut found,
-                &mut others,
-            )
-            .map_err(|e| Error::Message(format!("cannot read directory {arg}: {e}")))?;
+            let mut walk = Walk {
+                seen: &mut seen,
+                found: Vec::new(),
+                links: Vec::new(),
+                others: 0,
+                within,
+            };
+            walk.enter(path, &meta, false)
+                .map_err(|e| Error::Message(format!("cannot read directory {arg}: {e}")))?;
+            walk.follow_links();
+            let (mut found, others) = (walk.found, walk.others);
             found.sort_by(|a, b| a.path().cmp(b.path()));
+            // A file reached both by its own name and through a link is read
+            // at its own name, where name order is time order
+            // (`latest.ndjson -> rawprox_….ndjson`).
+            let direct: HashSet<FileId> = found
+                .iter()
+                .filter_map(|f| match f {
+                    Found::Log(path, meta, false) => sys::file_id(path, meta),
+                    _ => None,
+                })
+                .collect();
             for found in found {
                 match found {
                     Found::Unread(path, why) => inputs.push(Input::Unread { path, why, group }),
-                    Found::Log(path, meta) => match sys::file_id(&path, &meta) {
+                    Found::Log(path, meta, link) => match sys::file_id(&path, &meta) {
+                        Some(id) if link && direct.contains(&id) => {}
                         Some(id) if seen.files.contains(&id) => {} // read once already
                         id => {
                             seen.files.extend(id);
@@ -138,9 +171,7 @@ pub fn expand(args: &[String]) -> Result<Vec<Input>, Error> {
             if inputs.len() == before && others > 0 {
                 inputs.push(Input::Unread {
                     path: path.to_path_buf(),
-                    why: format!(
-                        "holds no .ndjson file ({others} other files): only *.ndjson files are read"
-                    ),
+                    why: format!("{NO_LOGS} ({others} other files): only *.ndjson files are read"),
                     group,
                 });
             }
@@ -184,79 +215,164 @@ fn is_pipe(_: &fs::Metadata) -> bool {
     false
 }
 
-/// The files and directories already listed.
+/// The files and directories already listed; each directory with the
+/// path it was first entered by.
 #[derive(Default)]
 struct Seen {
     files: HashSet<FileId>,
-    dirs: HashSet<FileId>,
+    dirs: HashMap<FileId, PathBuf>,
 }
 
-/// The `*.ndjson` regular files under `dir`, at any depth, following links
-/// but entering no directory twice; `ancestors` are the directories being
-/// walked, so a link back to one is named as a cycle. Other files are
-/// counted in `others`; a `*.ndjson` that is not a regular file, or whose
-/// link leads nowhere, is listed as `Unread`.
-fn walk(
-    dir: &Path,
-    meta: &fs::Metadata,
-    seen: &mut Seen,
-    ancestors: &mut Vec<(FileId, PathBuf)>,
-    found: &mut Vec<Found>,
-    others: &mut usize,
-) -> io::Result<()> {
-    let id = sys::file_id(dir, meta);
-    if let Some(id) = &id {
-        if !seen.dirs.insert(id.clone()) {
-            if let Some((_, first)) = ancestors.iter().find(|(a, _)| a == id) {
-                found.push(Found::Unread(
-                    dir.to_path_buf(),
-                    format!(
+/// One directory argument's walk: the `*.ndjson` regular files under it,
+/// at any depth. Links are followed after every real directory has been
+/// entered, so a directory is listed by its own name where it has one, and
+/// none is entered twice: a link cycle ends.
+struct Walk<'a> {
+    seen: &'a mut Seen,
+    found: Vec<Found>,
+    /// Links met and not followed yet.
+    links: Vec<PathBuf>,
+    /// Files that are not logs.
+    others: usize,
+    /// When set, links leading outside these (canonical) directories are
+    /// not followed.
+    within: Option<&'a [PathBuf]>,
+}
+
+impl Walk<'_> {
+    /// Lists the entries of `dir` (reached through a link when `link`),
+    /// unless it was entered already: its subdirectories are entered in
+    /// turn, its links kept for `follow_links`, other files counted in
+    /// `others`.
+    fn enter(&mut self, dir: &Path, meta: &fs::Metadata, link: bool) -> io::Result<()> {
+        if let Some(id) = sys::file_id(dir, meta) {
+            if self.seen.dirs.contains_key(&id) {
+                return Ok(());
+            }
+            self.seen.dirs.insert(id, dir.to_path_buf());
+        }
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            // A type that cannot be known is taken for a link: checked.
+            let is_link = entry.file_type().map_or(true, |t| t.is_symlink());
+            entries.push((entry.path(), is_link));
+        }
+        for (path, is_link) in entries {
+            if is_link {
+                self.links.push(path);
+                continue;
+            }
+            match fs::metadata(&path) {
+                // A subdirectory that cannot be read is skipped, not fatal.
+                Ok(meta) if meta.is_dir() => {
+                    if let Err(e) = self.enter(&path, &meta, link) {
+                        let why = format!("cannot read directory: {e}");
+                        self.found.push(Found::Unread(path, why));
+                    }
+                }
+                Ok(meta) => self.file(path, meta, link),
+                Err(e) if is_log(&path) => {
+                    self.found
+                        .push(Found::Unread(path, format!("cannot open: {e}")));
+                }
+                Err(_) => self.others += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// A `*.ndjson` regular file is a log; one that is not regular is
+    /// listed as not read; any other file is counted.
+    fn file(&mut self, path: PathBuf, meta: fs::Metadata, link: bool) {
+        if !is_log(&path) {
+            self.others += 1;
+        } else if meta.is_file() {
+            self.found.push(Found::Log(path, meta, link));
+        } else {
+            let why = "not a regular file: not read".to_string();
+            self.found.push(Found::Unread(path, why));
+        }
+    }
+
+    /// Follows the links met, and those met behind them: one leading
+    /// nowhere, outside `within`, or back to a directory it is in, is
+    /// listed as not read (a link to a directory already entered by another
+    /// name adds nothing).
+    fn follow_links(&mut self) {
+        while let Some(path) = self.links.pop() {
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if is_log(&path) => {
+                    let why = format!("cannot open: {e}");
+                    self.found.push(Found::Unread(path, why));
+                    continue;
+                }
+                Err(_) => {
+                    self.others += 1;
+                    continue;
+                }
+            };
+            if !self.inside(&path) {
+                if is_log(&path) || meta.is_dir() {
+                    let why = "a link that leads outside the directory: not read".to_string();
+                    self.found.push(Found::Unread(path, why));
+                } else {
+                    self.others += 1;
+                }
+                continue;
+            }
+            if !meta.is_dir() {
+                self.file(path, meta, true);
+                continue;
+            }
+            let entered = sys::file_id(&path, &meta).and_then(|id| self.seen.dirs.get(&id));
+            if let Some(first) = entered {
+                if let (Ok(from), Ok(to)) = (
+                    fs::canonicalize(path.parent().unwrap_or(&path)),
+                    fs::canonicalize(&path),
+                ) && from.starts_with(&to)
+                {
+                    let why = format!(
                         "a link back to {} (a directory cycle): not entered",
                         first.display()
-                    ),
-                ));
-            }
-            return Ok(());
-        }
-        ancestors.push((id.clone(), dir.to_path_buf()));
-    }
-    let mut entries: Vec<PathBuf> = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        entries.push(entry?.path());
-    }
-    for path in entries {
-        let is_log = path.extension().is_some_and(|e| e == "ndjson");
-        match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                // A subdirectory that cannot be read is skipped, not fatal.
-                if let Err(e) = walk(&path, &meta, seen, ancestors, found, others) {
-                    found.push(Found::Unread(path, format!("cannot read directory: {e}")));
+                    );
+                    self.found.push(Found::Unread(path, why));
                 }
+                continue;
             }
-            Ok(meta) if meta.is_file() && is_log => found.push(Found::Log(path, meta)),
-            Ok(_) if is_log => {
-                found.push(Found::Unread(path, "not a regular file: not read".into()))
+            if let Err(e) = self.enter(&path, &meta, true) {
+                let why = format!("cannot read directory: {e}");
+                self.found.push(Found::Unread(path, why));
             }
-            Err(e) if is_log => found.push(Found::Unread(path, format!("cannot open: {e}"))),
-            _ => *others += 1,
         }
     }
-    if id.is_some() {
-        ancestors.pop();
+
+    /// True when `path`, links resolved, lies in one of the `within`
+    /// directories (always, without them).
+    fn inside(&self, path: &Path) -> bool {
+        let Some(roots) = self.within else {
+            return true;
+        };
+        fs::canonicalize(path).is_ok_and(|real| roots.iter().any(|r| real.starts_with(r)))
     }
-    Ok(())
 }
 
-/// What a directory walk finds: a log file to read, or a path not read.
+fn is_log(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "ndjson")
+}
+
+/// What a directory walk finds: a log file to read (reached through a
+/// link, or not), or a path not read.
 enum Found {
-    Log(PathBuf, fs::Metadata),
+    Log(PathBuf, fs::Metadata, bool),
     Unread(PathBuf, String),
 }
 
 impl Found {
     fn path(&self) -> &Path {
         match self {
-            Found::Log(path, _) | Found::Unread(path, _) => path,
+            Found::Log(path, ..) | Found::Unread(path, _) => path,
         }
     }
 }
@@ -264,7 +380,10 @@ impl Found {
 /// Lines and files skipped and counted (SPEC §9), and the first one's place.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Skipped {
+    /// Lines and files.
     pub count: u64,
+    /// Of them, whole files (or directories) not read.
+    pub files: u64,
     /// Input name, line number (from 1; 0 for a whole file), why.
     pub first: Option<(String, u64, String)>,
 }
@@ -276,6 +395,7 @@ impl Skipped {
 
     fn note_at(&mut self, name: String, line: u64, why: String) {
         self.count += 1;
+        self.files += u64::from(line == 0);
         if self.first.is_none() {
             self.first = Some((name, line, why));
         }
@@ -284,15 +404,27 @@ impl Skipped {
     /// The one stderr line for the end of a run, if anything was skipped.
     pub fn message(&self) -> Option<String> {
         let (name, line, why) = self.first.as_ref()?;
-        let lines = if self.count == 1 { "line" } else { "lines" };
+        let plural = |n: u64, what: &str| match n {
+            1 => format!("1 {what}"),
+            n => format!("{n} {what}s"),
+        };
+        let lines = self.count - self.files;
+        let what = match (lines, self.files) {
+            (_, 0) => plural(lines, "unreadable line"),
+            (0, files) => plural(files, "file"),
+            (lines, files) => format!(
+                "{} and {}",
+                plural(lines, "unreadable line"),
+                plural(files, "file")
+            ),
+        };
+        // A file's name may hold anything a terminal obeys.
+        let (name, why) = (visible(name), visible(why));
         let place = match line {
-            0 => name.clone(),
+            0 => name.into_owned(),
             n => format!("{name} line {n}"),
         };
-        Some(format!(
-            "Skipped {} unreadable {lines}; the first is {place}: {why}",
-            self.count
-        ))
+        Some(format!("Skipped {what}; the first is {place}: {why}"))
     }
 }
 
@@ -823,6 +955,103 @@ mod tests {
             skipped.message().unwrap(),
             "Skipped 2 unreadable lines; the first is logs/a.ndjson line 7: not JSON"
         );
+        skipped.note_at("logs/\x1b[2J.ndjson".into(), 0, "cannot open".into());
+        assert_eq!(
+            skipped.message().unwrap(),
+            "Skipped 2 unreadable lines and 1 file; the first is logs/a.ndjson line 7: not JSON"
+        );
+        let mut files = Skipped::default();
+        files.note_at("logs/\x1b[2J.ndjson".into(), 0, "cannot open".into());
+        assert_eq!(
+            files.message().unwrap(),
+            "Skipped 1 file; the first is logs/\\x1b[2J.ndjson: cannot open",
+            "a name is shown, never obeyed"
+        );
+    }
+
+    #[test]
+    fn a_file_gone_since_it_was_listed_is_skipped_and_counted() {
+        // SPEC §9: an archiver may move a file between the listing and the
+        // reading; only a file named on the command line is an error.
+        let gone = std::env::temp_dir().join(format!("rawprox-gone-{}.ndjson", std::process::id()));
+        let found = Input::File {
+            path: gone.clone(),
+            len: Some(10),
+            found: true,
+            group: 0,
+        };
+        let mut lines = 0;
+        let skipped = read_lines(&[found, Input::Bytes(b"x\n".to_vec())], |_, piece, _| {
+            lines += matches!(piece, Piece::Line(_)) as usize;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(
+            (skipped.count, lines),
+            (1, 1),
+            "skipped, and the next input read"
+        );
+        let (name, line, why) = skipped.first.unwrap();
+        assert_eq!((name, line), (gone.display().to_string(), 0));
+        assert!(why.starts_with("cannot open"), "{why}");
+        let named = Input::File {
+            path: gone,
+            len: Some(10),
+            found: false,
+            group: 0,
+        };
+        let err = read_lines(&[named], |_, _, _| ControlFlow::Continue(())).unwrap_err();
+        assert!(
+            matches!(&err, Error::Message(m) if m.starts_with("cannot open")),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn within_a_directory_no_link_leads_out_of_it() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("rawprox-within-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (dir, outside) = (base.join("run"), base.join("elsewhere"));
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(dir.join("a.ndjson"), b"").unwrap();
+        fs::write(dir.join("sub/b.ndjson"), b"").unwrap();
+        fs::write(outside.join("secret.ndjson"), b"").unwrap();
+        symlink(outside.join("secret.ndjson"), dir.join("zzz.ndjson")).unwrap();
+        symlink(&outside, dir.join("out")).unwrap();
+        symlink("a.ndjson", dir.join("latest.ndjson")).unwrap();
+        symlink("sub", dir.join("inner")).unwrap();
+        let arg = [dir.to_str().unwrap().to_string()];
+        let described = |inputs: Vec<Input>| -> Vec<String> {
+            inputs
+                .iter()
+                .map(|i| {
+                    let name = i.name()[arg[0].len() + 1..].to_string();
+                    match i {
+                        Input::Unread { .. } => format!("unread {name}"),
+                        _ => name,
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(
+            described(expand_within(&arg).unwrap()),
+            [
+                "a.ndjson",
+                "unread out",
+                "sub/b.ndjson",
+                "unread zzz.ndjson"
+            ],
+            "each file once, none outside"
+        );
+        // The command line reads where the user's links lead.
+        assert_eq!(
+            described(expand(&arg).unwrap()),
+            ["a.ndjson", "out/secret.ndjson", "sub/b.ndjson"]
+        );
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

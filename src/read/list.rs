@@ -3,6 +3,7 @@
 //! per row. `connections` is the library side, for the MCP tools too.
 
 use super::decode::{ConnId, Time};
+use super::follow::visible;
 use super::input::{Input, Skipped};
 use super::pipeline::{self, Event, Selection, events};
 use super::track::Conn;
@@ -107,7 +108,10 @@ pub fn connections(
     // while that connection is still held by the pipeline.
     let mut waiting: VecDeque<Option<ConnRow>> = VecDeque::new();
     let mut first = 1u64;
-    let select = Selection { ids: vec![], port };
+    let select = Selection {
+        port,
+        ..Selection::default()
+    };
     events::<Tally>(inputs, &select, |event| {
         match event {
             Event::Open { time, conn, .. } => {
@@ -227,8 +231,10 @@ fn cells(r: &ConnRow) -> [String; 9] {
     [
         r.conn_id.to_string(),
         r.listen_port.map_or("?".into(), |p| p.to_string()),
-        r.client.clone(),
-        r.target.clone(),
+        // SPEC §9: addresses come from the log; no escape in one reaches
+        // the terminal raw (`--json` escapes them as JSON does).
+        visible(&r.client).into_owned(),
+        visible(&r.target).into_owned(),
         r.open_time.to_string(),
         format!("{:.3}", r.duration_seconds()),
         r.bytes_client_to_target.to_string(),

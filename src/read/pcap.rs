@@ -24,6 +24,9 @@ const LINKTYPE_RAW: u16 = 101;
 /// Largest payload of one synthesized segment (rawprox logs reads of at
 /// most 32 KiB; other tools' lines may hold more, which are split).
 const MAX_SEGMENT: usize = 32 * 1024;
+/// The longest host name a name resolution block holds.
+const MAX_NAME_BYTES: usize = 255;
+
 /// The stand-in addresses for target host names: 198.18.0.0/15 (RFC 2544).
 const STAND_IN_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 const STAND_IN_COUNT: u32 = 1 << 17;
@@ -86,7 +89,10 @@ pub fn write_pcap(
         stats: PcapStats::default(),
     };
     w.headers().map_err(Error::output)?;
-    let select = Selection { ids: vec![], port };
+    let select = Selection {
+        port,
+        ..Selection::default()
+    };
     let skipped = events::<Option<Flow>>(inputs, &select, |event| {
         match event {
             Event::Open { id, time, conn } => w.open(id, time, conn),
@@ -196,8 +202,12 @@ impl<W: Write> Writer<W> {
     }
 
     /// A name resolution block: the stand-in, as IPv4 and as IPv4-mapped
-    /// IPv6 (for a stream with an IPv6 client), to `name`.
+    /// IPv6 (for a stream with an IPv6 client), to `name`, cut to
+    /// `MAX_NAME_BYTES` (a record's length is 16 bits, and no host name is
+    /// longer than 253 bytes) and to its first NUL (which would end it).
     fn name_block(&mut self, ip: Ipv4Addr, name: &str) -> std::io::Result<()> {
+        let name = name.split('\0').next().unwrap_or_default();
+        let name = &name[..name.floor_char_boundary(MAX_NAME_BYTES)];
         let mut nrb = Vec::new();
         let mut record = |kind: u16, addr: &[u8]| {
             let mut value = addr.to_vec();
@@ -409,6 +419,10 @@ impl<W: Write> Writer<W> {
 
 /// A pcapng option (or name record): code, length, value padded to 32 bits.
 fn push_option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
+    debug_assert!(
+        value.len() <= usize::from(u16::MAX),
+        "an option's length is 16 bits"
+    );
     out.extend_from_slice(&code.to_le_bytes());
     out.extend_from_slice(&(value.len() as u16).to_le_bytes());
     out.extend_from_slice(value);

@@ -26,16 +26,27 @@ use super::input::{Input, Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
 use std::ops::ControlFlow;
 
-/// Which connections to hand on: all when `ids` is empty and `port` is `None`.
+/// Which connections to hand on: all when `ids` is empty, `port` and
+/// `since` are `None`.
 #[derive(Debug, Default, Clone)]
 pub struct Selection {
     pub ids: Vec<ConnId>,
     pub port: Option<u16>,
+    /// Only connections that opened at or after this time (their `open`
+    /// line, or their first line when the `open` is not in the input): the
+    /// MCP tools read this run's lines only (SPEC §9), where earlier runs
+    /// may have written to the same files.
+    pub since: Option<Time>,
 }
 
 impl Selection {
     pub fn wants_id(&self, id: &ConnId) -> bool {
         self.ids.is_empty() || self.ids.contains(id)
+    }
+
+    /// True when a connection taken up at `time` is recent enough.
+    fn wants_time(&self, time: Time) -> bool {
+        self.since.is_none_or(|since| time >= since)
     }
 }
 
@@ -132,7 +143,10 @@ pub fn events<T: Default>(
                 to,
                 listen_port,
             } => {
-                if !select.wants_id(&conn_id) || select.port.is_some_and(|p| p != listen_port) {
+                if !select.wants_id(&conn_id)
+                    || select.port.is_some_and(|p| p != listen_port)
+                    || !select.wants_time(time)
+                {
                     return ControlFlow::Continue(());
                 }
                 let replaced =
@@ -269,7 +283,8 @@ pub fn events<T: Default>(
 
 /// Makes sure a data or close line's connection is tracked: one whose
 /// `open` is not in the input is taken up at its first line, unless a port
-/// is selected (its port is not known). `None`: the line is not to be
+/// is selected (its port is not known) or the line is older than the
+/// selection's `since`. `None`: the line is not to be
 /// handed on; `Some(true)`: taken up now, to be announced.
 fn adopt<T: Default>(
     tracker: &mut Tracker<T>,
@@ -282,7 +297,7 @@ fn adopt<T: Default>(
     if tracker.contains(&id) {
         return Some(false);
     }
-    if select.port.is_some() || !select.wants_id(&id) {
+    if select.port.is_some() || !select.wants_id(&id) || !select.wants_time(time) {
         return None;
     }
     tracker.insert(id, time, from, to, None, T::default());
@@ -360,11 +375,13 @@ mod tests {
         let (seen, _) = trace(&Selection {
             ids: vec![],
             port: Some(9),
+            ..Selection::default()
         });
         assert!(seen.iter().all(|e| !e.contains("0000000B")), "{seen:?}");
         let (seen, _) = trace(&Selection {
             ids: vec![ConnId(*b"0000000B")],
             port: None,
+            ..Selection::default()
         });
         assert_eq!(
             seen,
@@ -373,6 +390,35 @@ mod tests {
                 "data 0000000B client late",
                 "retired 0000000B None"
             ]
+        );
+    }
+
+    #[test]
+    fn since_leaves_out_connections_taken_up_before_it() {
+        // SPEC §9: the MCP tools read this run's lines only. Lines before
+        // `since` take up nothing; a line after it whose `open` came
+        // before takes up a connection whose open is not in the input.
+        let (seen, _) = trace(&Selection {
+            since: Some(Time(1_761_147_167_350_000)), // 15:32:47.350000
+            ..Selection::default()
+        });
+        assert_eq!(
+            seen,
+            [
+                "open 0000000A c:1 None false",
+                "close 0000000A client",
+                "retired 0000000A Some(Client)",
+                "open 0000000A c:7 Some(9) true",
+                "retired 0000000A None",
+            ]
+        );
+        let (seen, _) = trace(&Selection {
+            since: Some(Time(1_761_147_167_900_000)), // 15:32:47.900000
+            ..Selection::default()
+        });
+        assert_eq!(
+            seen,
+            ["open 0000000A c:7 Some(9) true", "retired 0000000A None"]
         );
     }
 
