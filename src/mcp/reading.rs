@@ -17,6 +17,8 @@ use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 
@@ -427,35 +429,91 @@ struct Job {
     capture: Capture,
 }
 
-/// The loop's handle on the reader thread: one query at a time, in order.
+/// What a reader does with a query.
+type Work = fn(&Query, &Capture) -> Result<Value, String>;
+
+/// Most queries read at once. A query that cannot finish (a file system
+/// that hangs) holds one reader; the next query takes another.
+const MAX_READERS: usize = 4;
+
+/// The loop's handle on the reader threads: queries wait in one queue;
+/// a new thread is started when every reader is busy, up to `MAX_READERS`.
 pub struct Reader {
     jobs: Sender<Job>,
+    inbox: Arc<Mutex<Receiver<Job>>>,
+    outbox: Sender<(u64, Result<Value, String>)>,
     /// `(tag, answer)` of each finished query.
     pub answers: Receiver<(u64, Result<Value, String>)>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    /// What a reader does with a query: `answer` (a stand-in in tests).
+    work: Work,
+    /// Readers started, and those not busy with a query.
+    started: usize,
+    idle: Arc<AtomicUsize>,
 }
 
 impl Reader {
-    /// Starts the thread; `wake` is called after each answer.
+    /// Starts the first reader; `wake` is called after each answer.
     pub fn spawn(wake: Arc<dyn Fn() + Send + Sync>) -> io::Result<Reader> {
+        Reader::spawn_with(wake, answer)
+    }
+
+    fn spawn_with(wake: Arc<dyn Fn() + Send + Sync>, work: Work) -> io::Result<Reader> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (outbox, answers) = mpsc::channel();
+        let mut reader = Reader {
+            jobs,
+            inbox: Arc::new(Mutex::new(inbox)),
+            outbox,
+            answers,
+            wake,
+            work,
+            started: 0,
+            idle: Arc::new(AtomicUsize::new(0)),
+        };
+        reader.start_one()?;
+        Ok(reader)
+    }
+
+    fn start_one(&mut self) -> io::Result<()> {
+        let work = self.work;
+        let (inbox, outbox, wake, idle) = (
+            Arc::clone(&self.inbox),
+            self.outbox.clone(),
+            Arc::clone(&self.wake),
+            Arc::clone(&self.idle),
+        );
+        idle.fetch_add(1, Ordering::SeqCst);
         thread::Builder::new()
             .name("rawprox-reader".into())
             .spawn(move || {
-                for job in inbox {
-                    let result = answer(&job.query, &job.capture);
+                loop {
+                    // The lock is held only while waiting for a job.
+                    let job = match inbox.lock() {
+                        Ok(inbox) => inbox.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    idle.fetch_sub(1, Ordering::SeqCst);
+                    let result = work(&job.query, &job.capture);
+                    idle.fetch_add(1, Ordering::SeqCst);
                     if outbox.send((job.tag, result)).is_err() {
                         return;
                     }
                     wake();
                 }
             })?;
-        Ok(Reader { jobs, answers })
+        self.started += 1;
+        Ok(())
     }
 
     /// Queues a query; its answer comes back with `tag`.
-    pub fn submit(&self, tag: u64, query: Query, capture: Capture) {
-        // A send fails only if the thread is gone; the query then never
+    pub fn submit(&mut self, tag: u64, query: Query, capture: Capture) {
+        if self.idle.load(Ordering::SeqCst) == 0 && self.started < MAX_READERS {
+            // Best effort: without a new thread the query waits its turn.
+            let _ = self.start_one();
+        }
+        // A send fails only if every reader is gone; the query then never
         // answers, and its MCP connection times out like an idle one.
         let _ = self.jobs.send(Job {
             tag,
@@ -468,6 +526,42 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SPEC §9: a query that cannot finish holds one reader; the next
+    /// query is answered by another.
+    #[test]
+    fn a_stuck_query_does_not_block_the_next() {
+        static RELEASE: Mutex<bool> = Mutex::new(false);
+        fn work(query: &Query, _: &Capture) -> Result<Value, String> {
+            if matches!(query, Query::List { limit: 1, .. }) {
+                // Stuck until the test lets it go.
+                while !*RELEASE.lock().unwrap() {
+                    thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            Ok(json!(format!("{query:?}")))
+        }
+        let mut reader = Reader::spawn_with(Arc::new(|| {}), work).unwrap();
+        let capture = Capture {
+            directories: vec![],
+            run_started_micros: 0,
+        };
+        let list = |limit| Query::List { port: None, limit };
+        reader.submit(1, list(1), capture.clone());
+        // Wait until the first query has taken its reader.
+        while reader.idle.load(Ordering::SeqCst) != 0 {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+        reader.submit(2, list(2), capture.clone());
+        let (tag, _) = reader
+            .answers
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second query is answered while the first is stuck");
+        assert_eq!(tag, 2);
+        *RELEASE.lock().unwrap() = true;
+        let (tag, _) = reader.answers.recv().unwrap();
+        assert_eq!(tag, 1);
+    }
 
     #[test]
     fn base64_matches_rfc_4648() {

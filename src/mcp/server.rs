@@ -59,12 +59,12 @@ impl Server {
         }
     }
 
-    /// The reader thread, started on first use.
-    fn reader(&mut self) -> std::io::Result<&Reader> {
+    /// The reader threads, started on first use.
+    fn reader(&mut self) -> std::io::Result<&mut Reader> {
         if self.reader.is_none() {
             self.reader = Some(Reader::spawn(Arc::clone(&self.wake))?);
         }
-        Ok(self.reader.as_ref().expect("just started"))
+        Ok(self.reader.as_mut().expect("just started"))
     }
 }
 
