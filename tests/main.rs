@@ -20,5 +20,6 @@ mod mcp;
 mod mcp_read;
 mod read;
 mod readme;
+mod replay;
 mod shutdown;
 mod soak;

@@ -1,23 +1,30 @@
 //! The reading subcommands' command line (SPEC §9): `list`, `follow`,
-//! `extract` and `pcap`, each with its own `--help`. It parses, opens the
-//! inputs and the output, and runs the read side's sink; every rejection is
-//! one `Error:` line and exit 1.
+//! `extract`, `pcap` and `replay`, each with its own `--help`. It parses,
+//! opens the inputs and the output, and runs the read side's sink; every
+//! rejection is one `Error:` line and exit 1 (2 for `replay`, SPEC §10).
 
 use super::{error_line, last_value, one_spelling};
+use crate::log::destination::{Destination, prepare_directory};
+use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::proxy::rule::{host_port, parse_target};
 use crate::read::extract::extract;
 use crate::read::follow::follow;
 use crate::read::input::{Input, Skipped, expand};
 use crate::read::list::{Table, connections};
 use crate::read::pcap::write_pcap;
 use crate::read::pipeline::Selection;
+use crate::read::replay::compare::Verdict;
+use crate::read::replay::{Options, Pace, Settings, replay};
 use crate::read::{ConnId, Error, Side};
 use std::ffi::OsString;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The subcommands `main` hands to `main` here.
-pub const SUBCOMMANDS: [&str; 4] = ["list", "follow", "extract", "pcap"];
+pub const SUBCOMMANDS: [&str; 5] = ["list", "follow", "extract", "pcap", "replay"];
 
 const INPUT_HELP: &str = "\
 INPUT is a log file or a directory (its *.ndjson files in name order,
@@ -66,6 +73,40 @@ The exact bytes one side of a connection sent, for other tools to read.
                          FILE may not be one of the inputs
 "
         }
+        "replay" => {
+            "\
+Usage: rawprox.exe replay [CONNID...] --to HOST:PORT [--port N]
+                          [--pace lockstep|captured|fast] [--speed X]
+                          [--concurrency N] [--wait-ms MS] [--json]
+                          [--log FILE|@DIR] [INPUT...]
+
+Sends the captured conversations to a server again: for each selected
+connection (the CONNIDs named, else those of --port N, else all), connect
+to --to, send what the client sent in the captured chunks (and its
+half-close), and compare the server's answer byte for byte with the
+captured one. One row per connection: bytes sent, bytes received of those
+captured, and a verdict: same, differs at byte N (with both sides around
+that byte), shorter, longer, refused, reset or timed out waiting.
+Exit 0 when every connection is the same, 1 when any is not, 2 on an error.
+
+  CONNID             a connection to replay (from `list`)
+  --to HOST:PORT     the server to replay to (required; [v6]:PORT for IPv6)
+  --port N           only the connections of listen port N
+  --pace lockstep    before each client chunk, wait until the server has
+                     answered as much as it had in the capture (default)
+  --pace captured    keep the captured timing, divided by --speed
+  --pace fast        as fast as the sockets take the bytes
+  --speed X          for --pace captured: 10 replays ten times as fast (default 1)
+  --concurrency N    at most N connections at once (default 16)
+  --wait-ms MS       how long to wait for an answer in lockstep, and for a
+                     server that stays open after answering (default 5000)
+  --json             one JSON object per row
+  --log FILE|@DIR    log the replayed conversations (new ConnIDs) to FILE,
+                     or to hourly files in DIR, for list, follow, extract, pcap
+
+INPUT is read more than once, so it must be log files or directories.
+"
+        }
         _ => {
             "\
 Usage: rawprox.exe pcap [--port N] -o FILE.pcapng [INPUT...]
@@ -85,6 +126,9 @@ ACKs and FINs are made up to match the open, data and close lines).
 
 /// Runs `rawprox.exe SUBCOMMAND ARGS...`; `args` starts with the subcommand.
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    if args.first().is_some_and(|c| c == "replay") {
+        return replay_main(args);
+    }
     match run(args) {
         Ok(skipped) => {
             if let Some(message) = skipped.message() {
@@ -245,6 +289,225 @@ fn run(mut args: Vec<OsString>) -> Result<Skipped, Error> {
         }
         other => Err(Error::Message(format!("unknown command '{other}'"))),
     }
+}
+
+/// `rawprox.exe replay ...` (SPEC §10): exit 0 when every connection is
+/// the same, 1 when any is not, 2 with one `Error:` line on an error.
+fn replay_main(args: Vec<OsString>) -> ExitCode {
+    let mut all_same = true;
+    match run_replay(args, &mut all_same) {
+        Ok(skipped) => {
+            if let Some(message) = skipped.message() {
+                eprintln!("{message}");
+            }
+            match all_same {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            }
+        }
+        Err(Error::OutputClosed) => ExitCode::SUCCESS,
+        Err(Error::Message(m)) => {
+            eprintln!("{}", error_line(&m));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Options of `replay` that take a value.
+const REPLAY_OPTIONS: [&str; 7] = [
+    "--to",
+    "--port",
+    "--pace",
+    "--speed",
+    "--concurrency",
+    "--wait-ms",
+    "--log",
+];
+
+/// What `replay`'s command line says, checked; `None` for `--help`.
+struct ReplayArgs {
+    options: Options,
+    json: bool,
+    /// `--log FILE` (to be created once the inputs are known), or `@DIR`.
+    log: Option<String>,
+    inputs: Vec<String>,
+}
+
+fn parse_replay(args: Vec<OsString>) -> Result<Option<ReplayArgs>, Error> {
+    let mut args = pico_args::Arguments::from_vec(one_spelling(args, &REPLAY_OPTIONS));
+    if args.contains(["-h", "--help"]) {
+        print!("{}", help("replay"));
+        return Ok(None);
+    }
+    let message = Error::Message;
+    let to = last_value(&mut args, "--to", |text| {
+        parse_target(text).map(|(host, port)| (text.to_owned(), host, port))
+    })
+    .map_err(message)?;
+    let port = last_value(&mut args, "--port", |text| match text.parse::<u16>() {
+        Ok(p @ 1..) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+        _ => Err(format!("'{text}' is not a port number (1-65535)")),
+    })
+    .map_err(message)?;
+    let pace = last_value(&mut args, "--pace", |text| {
+        Pace::parse(text).ok_or(format!(
+            "'{text}' is not a pace: lockstep, captured or fast"
+        ))
+    })
+    .map_err(message)?
+    .unwrap_or(Pace::Lockstep);
+    let speed = last_value(&mut args, "--speed", |text| match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(x),
+        _ => Err(format!(
+            "'{text}' is not a speed (a number above 0, as 2 or 0.5)"
+        )),
+    })
+    .map_err(message)?
+    .unwrap_or(1.0);
+    let concurrency = last_value(&mut args, "--concurrency", |text| {
+        match text.parse::<usize>() {
+            Ok(n @ 1..=100_000) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(format!("'{text}' is not a concurrency (1-100000)")),
+        }
+    })
+    .map_err(message)?
+    .unwrap_or(16);
+    let wait_ms = last_value(&mut args, "--wait-ms", |text| match text.parse::<u64>() {
+        Ok(ms @ 1..=86_400_000) if text.bytes().all(|b| b.is_ascii_digit()) => Ok(ms),
+        _ => Err(format!(
+            "'{text}' is not a time in milliseconds (1-86400000)"
+        )),
+    })
+    .map_err(message)?
+    .unwrap_or(5000);
+    let json = args.contains("--json");
+    let log = last_value(&mut args, "--log", |text| match text {
+        "" | "@" => Err("--log needs a FILE or @DIR".into()),
+        _ => Ok(text.to_owned()),
+    })
+    .map_err(message)?;
+    let mut free = Vec::new();
+    for arg in args.finish() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| Error::Message(format!("argument {a:?} is not valid UTF-8")))?;
+        if arg.starts_with('-') && arg != "-" {
+            return Err(Error::Message(format!(
+                "unknown option '{arg}' for replay (see rawprox.exe replay --help)"
+            )));
+        }
+        free.push(arg);
+    }
+    let Some((to, host, to_port)) = to else {
+        return Err(Error::Message(
+            "replay needs --to HOST:PORT, the server to replay to (it never goes to the captured target unless named)".into(),
+        ));
+    };
+    if pace != Pace::Captured && speed != 1.0 {
+        return Err(Error::Message("--speed goes with --pace captured".into()));
+    }
+    let (ids, inputs): (Vec<String>, Vec<String>) = free
+        .into_iter()
+        .partition(|a| ConnId::parse(a.as_bytes()).is_some() && !std::path::Path::new(a).exists());
+    let ids: Vec<ConnId> = ids
+        .iter()
+        .filter_map(|a| ConnId::parse(a.as_bytes()))
+        .collect();
+    if !ids.is_empty() && port.is_some() {
+        return Err(Error::Message("give CONNIDs or --port, not both".into()));
+    }
+    // Only the --to host is ever looked up (SPEC §10).
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, to_port)],
+        Err(_) => (host.as_str(), to_port)
+            .to_socket_addrs()
+            .map_err(|e| Error::Message(format!("cannot resolve --to {to}: {e}")))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(Error::Message(format!("--to {to} has no address")));
+    }
+    Ok(Some(ReplayArgs {
+        options: Options {
+            ids,
+            port,
+            addrs,
+            settings: Settings {
+                to: host_port(&host, to_port),
+                pace,
+                speed,
+                wait: Duration::from_millis(wait_ms),
+            },
+            concurrency,
+            log: None,
+        },
+        json,
+        log,
+        inputs,
+    }))
+}
+
+fn run_replay(args: Vec<OsString>, all_same: &mut bool) -> Result<Skipped, Error> {
+    let mut args = args;
+    args.remove(0);
+    let Some(mut replay_args) = parse_replay(args)? else {
+        return Ok(Skipped::default());
+    };
+    let inputs = open_inputs(&replay_args.inputs)?;
+    replay_args.options.log = match replay_args.log.as_deref() {
+        None => None,
+        Some(spec) => Some(log_destination(spec, &inputs)?),
+    };
+    let json = replay_args.json;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut rows = 0u64;
+    let skipped = replay(inputs, &replay_args.options, |row| {
+        rows += 1;
+        *all_same &= row.verdict == Verdict::Same;
+        match json {
+            true => writeln!(out, "{}", row.to_json()),
+            false => write!(out, "{}", row.to_text()),
+        }
+        .and_then(|()| out.flush())
+        .map_err(Error::output)
+    })?;
+    if rows == 0 {
+        eprintln!("rawprox: no connection to replay in the input");
+    }
+    Ok(skipped)
+}
+
+/// `--log FILE` or `--log @DIR` as a log destination (SPEC §10): a file is
+/// a directory destination whose one file name is FILE's, started empty; it
+/// may not be one of the inputs.
+fn log_destination(spec: &str, inputs: &[Input]) -> Result<Destination, Error> {
+    let message = Error::Message;
+    if let Some(dir) = spec.strip_prefix('@') {
+        prepare_directory(dir).map_err(message)?;
+        let format = FilenameFormat::parse(DEFAULT_FILENAME_FORMAT).map_err(message)?;
+        return Ok(Destination::Directory {
+            dir: dir.to_owned(),
+            format,
+        });
+    }
+    let path = std::path::Path::new(spec);
+    let (Some(name), parent) = (path.file_name().and_then(|n| n.to_str()), path.parent()) else {
+        return Err(Error::Message(format!("--log {spec} does not name a file")));
+    };
+    let dir = match parent.and_then(|p| p.to_str()) {
+        None | Some("") => ".",
+        Some(dir) => dir,
+    };
+    create(spec, inputs).map_err(|e| match e {
+        Error::Message(m) => Error::Message(m.replace("give another -o", "give another --log")),
+        other => other,
+    })?;
+    prepare_directory(dir).map_err(message)?;
+    let format = FilenameFormat::parse(&name.replace('%', "%%")).map_err(message)?;
+    Ok(Destination::Directory {
+        dir: dir.to_owned(),
+        format,
+    })
 }
 
 /// The inputs of the command line; with standard input a terminal, says on

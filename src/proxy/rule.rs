@@ -35,7 +35,7 @@ impl PortRule {
 
     /// Parses one rule; the error names what is wrong with it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let parts = split_parts(text)?;
+        let parts = split_parts(text, "port rule")?;
         let (bind, local, host, port) = match parts.as_slice() {
             [local, host, port] => (None, local, host, port),
             [bind, local, host, port] => (Some(bind), local, host, port),
@@ -96,17 +96,33 @@ struct Part {
     bracketed: bool,
 }
 
-fn split_parts(text: &str) -> Result<Vec<Part>, String> {
+/// A target alone, `HOST:PORT` or `[V6]:PORT`, checked as a rule's target
+/// is (`replay --to`, SPEC §10): the host as written (no brackets) and the
+/// port.
+pub fn parse_target(text: &str) -> Result<(String, u16), String> {
+    let parts = split_parts(text, "target")?;
+    let [host, port] = parts.as_slice() else {
+        return Err(format!(
+            "invalid target '{text}': expected HOST:PORT (an IPv6 host as [addr]:PORT)"
+        ));
+    };
+    let host = parse_host(host).map_err(|why| format!("invalid target '{text}': {why}"))?;
+    let port = parse_port(&port.text).map_err(|why| format!("invalid target '{text}': {why}"))?;
+    Ok((host, port))
+}
+
+/// Splits at the colons outside brackets; `what` names the text in errors.
+fn split_parts(text: &str, what: &str) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut rest = text;
     loop {
         let (part, after) = if let Some(inner) = rest.strip_prefix('[') {
             let close = inner
                 .find(']')
-                .ok_or_else(|| format!("invalid port rule '{text}': unbalanced '['"))?;
+                .ok_or_else(|| format!("invalid {what} '{text}': unbalanced '['"))?;
             let after = &inner[close + 1..];
             if !(after.is_empty() || after.starts_with(':')) {
-                return Err(format!("invalid port rule '{text}': ']' must end a part"));
+                return Err(format!("invalid {what} '{text}': ']' must end a part"));
             }
             (
                 Part {
@@ -119,7 +135,7 @@ fn split_parts(text: &str) -> Result<Vec<Part>, String> {
             let end = rest.find(':').unwrap_or(rest.len());
             let piece = &rest[..end];
             if piece.contains('[') || piece.contains(']') {
-                return Err(format!("invalid port rule '{text}': unbalanced brackets"));
+                return Err(format!("invalid {what} '{text}': unbalanced brackets"));
             }
             (
                 Part {
@@ -193,6 +209,29 @@ fn parse_host(part: &Part) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_alone() {
+        assert_eq!(parse_target("127.0.0.1:80"), Ok(("127.0.0.1".into(), 80)));
+        assert_eq!(parse_target("[::1]:9"), Ok(("::1".into(), 9)));
+        assert_eq!(parse_target("localhost:9"), Ok(("localhost".into(), 9)));
+        for (bad, why) in [
+            ("127.0.0.1", "expected HOST:PORT"),
+            ("1:2:3", "expected HOST:PORT"),
+            ("::1:80", "expected HOST:PORT"),
+            ("[::1:80", "unbalanced"),
+            ("h:0", "out of range"),
+            ("h:x", "not a number"),
+            ("[nope]:1", "not an IPv6"),
+            ("a b:1", "not a valid host"),
+        ] {
+            let err = parse_target(bad).unwrap_err();
+            assert!(
+                err.contains(why) && err.contains("invalid target"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn plain_rule() {

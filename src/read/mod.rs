@@ -1,5 +1,6 @@
-//! The read side (SPEC §9): `list`, `follow`, `extract` and `pcap` turn
-//! NDJSON logs back into connections, conversations, bytes and packets.
+//! The read side (SPEC §9, §10): `list`, `follow`, `extract` and `pcap`
+//! turn NDJSON logs back into connections, conversations, bytes and
+//! packets; `replay` sends them to a server again.
 //! It shares only the line format with the proxy; nothing here touches the
 //! event loop, the arena or the writer.
 //!
@@ -10,6 +11,7 @@
 //! | `track` | connections held while streaming, retired after their close |
 //! | `pipeline` | inputs → lines → connection events: the one loop every sink runs on |
 //! | `list`, `follow`, `extract`, `pcap` | the sinks, as library functions |
+//! | `replay` | the captured conversations sent again (SPEC §10): a mio loop fed by readers on the pipeline |
 //!
 //! The sinks print nothing of their own; the command line is `cli::read`.
 
@@ -20,6 +22,7 @@ pub mod input;
 pub mod list;
 pub mod pcap;
 pub mod pipeline;
+pub mod replay;
 pub mod track;
 
 pub use crate::error::Error;
