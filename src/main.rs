@@ -1,6 +1,7 @@
 //! The `rawprox` executable: parse the command line, run, and turn the
 //! outcome into one `Error:` line and an exit code. A first argument of
-//! `list`, `follow`, `extract` or `pcap` goes to the read side instead.
+//! `list`, `follow`, `extract`, `pcap` or `replay` goes to the read side
+//! instead.
 
 use rawprox::cli::{self, proxy::Command};
 use std::process::ExitCode;

@@ -74,7 +74,9 @@ impl Excerpt {
             let mut out = String::new();
             if as_text {
                 push_text(bytes, &mut out);
-                out.push('\n');
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
             } else {
                 push_hex_dump(bytes, self.offset, &mut out);
             }
