@@ -293,7 +293,8 @@ fn initialize_negotiates_versions_on_one_keep_alive_connection() {
             "remove-port-rule",
             "shutdown",
             "list-connections",
-            "read-connection"
+            "read-connection",
+            "replay-connection"
         ]
     );
     for tool in tools {

@@ -386,3 +386,72 @@ fn bad_arguments_are_one_error_line_and_exit_2() {
     assert!(help.status.success());
     assert!(help.stdout_lines[0].starts_with("Usage: rawprox.exe replay"));
 }
+
+/// SPEC §10 over MCP: `replay-connection` replays one connection of this
+/// run's capture and answers its row; bad arguments are `-32602` errors.
+#[test]
+fn the_mcp_tool_replays_one_connection_of_this_run() {
+    use crate::mcp::{Http, rule_args, start_mcp};
+    use serde_json::json;
+    let target = echo_server("127.0.0.1");
+    let changed = serve("127.0.0.1", |mut stream: TcpStream| {
+        let mut request = [0u8; 12];
+        if stream.read_exact(&mut request).is_ok() {
+            let _ = stream.write_all(b"hello REPLAY");
+        }
+    });
+    let logs = TempDir::new("replay-mcp");
+    let dir = path_str(&logs.join("logs"));
+    let (mut proxy, port) = start_mcp(&[]);
+    let mut http = Http::connect(port);
+    http.call("start-logging", json!({"directory": dir}));
+    let local = free_port();
+    http.call("add-port-rule", rule_args(local, target.port()));
+    echo_once(local, b"hello replay");
+    let listed = http.rpc(
+        "tools/call",
+        json!({"name": "list-connections", "arguments": {}}),
+    );
+    let id = listed["result"]["structuredContent"]["connections"][0]["ConnID"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no row: {listed}"))
+        .to_owned();
+    let replay = |http: &mut Http, to: u16| {
+        let args = json!({"conn_id": id, "to": format!("127.0.0.1:{to}"), "wait_ms": 2000});
+        http.rpc(
+            "tools/call",
+            json!({"name": "replay-connection", "arguments": args}),
+        )
+    };
+    let same = replay(&mut http, target.port());
+    assert_eq!(
+        same["result"]["structuredContent"]["verdict"], "same",
+        "{same}"
+    );
+    assert_eq!(same["result"]["structuredContent"]["bytes_received"], 12);
+    let differs = replay(&mut http, changed.port());
+    let row = &differs["result"]["structuredContent"];
+    assert_eq!(row["verdict"], "differs at byte 6", "{differs}");
+    let text = differs["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("hello REPLAY") && text.contains("hello replay"),
+        "{text}"
+    );
+    for (args, want) in [
+        (
+            json!({"conn_id": "zzzzzzzz", "to": "127.0.0.1:9"}),
+            "unknown ConnID",
+        ),
+        (json!({"conn_id": id, "to": "127.0.0.1"}), "invalid target"),
+        (
+            json!({"conn_id": id, "to": "127.0.0.1:9", "pace": "slow"}),
+            "pace must be",
+        ),
+        (json!({"conn_id": id}), "missing argument to"),
+    ] {
+        let (code, message) = http.call_err("replay-connection", args.clone());
+        assert_eq!(code, -32602, "{args}");
+        assert!(message.contains(want), "{args}: {message}");
+    }
+    proxy.stop();
+}

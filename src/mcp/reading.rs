@@ -1,19 +1,23 @@
-//! The MCP tools that read the capture (SPEC §9): `list-connections` and
-//! `read-connection`. Their arguments are checked on the loop (`Query`);
+//! The MCP tools that read the capture (SPEC §9, §10): `list-connections`,
+//! `read-connection` and `replay-connection`. Their arguments are checked
+//! on the loop (`Query`);
 //! the reading itself runs on a helper thread (`Reader`), which wakes the
 //! loop with the answer, so traffic and other requests go on meanwhile.
 
 use super::args;
+use crate::proxy::rule::{host_port, parse_target};
 use crate::read::Side;
 use crate::read::decode::{ConnId, Time};
 use crate::read::extract::{Conversation, conversation, not_found};
 use crate::read::follow::{is_mostly_text, push_hex_dump, push_text, visible};
 use crate::read::input::{Input, NO_LOGS, expand_within};
 use crate::read::list::{ConnRow, connections, write_table};
+use crate::read::replay::{Options, Pace, Settings, replay};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
 use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
+use std::time::Duration;
 
 /// `list-connections`: rows shown by default, and at most.
 const DEFAULT_LIMIT: u64 = 100;
@@ -28,6 +33,8 @@ const MAX_LIMIT: u64 = 100_000;
 /// `read-connection`: bytes read by default, and at most.
 const DEFAULT_MAX_BYTES: u64 = 16 * 1024;
 const MAX_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// `replay-connection`: the longest `wait_ms`.
+const MAX_WAIT_MS: u64 = 600_000;
 
 /// How `read-connection` shows bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +59,15 @@ pub enum Query {
         max_bytes: usize,
         format: Format,
     },
+    /// `replay-connection`: `to` is checked here, its host looked up on
+    /// the reader thread.
+    Replay {
+        conn_id: ConnId,
+        host: String,
+        port: u16,
+        pace: Pace,
+        wait_ms: u64,
+    },
 }
 
 /// What a query reads: this run's directory destinations (active or
@@ -61,6 +77,17 @@ pub enum Query {
 pub struct Capture {
     pub directories: Vec<String>,
     pub run_started_micros: u64,
+}
+
+/// The `conn_id` argument.
+fn conn_id(args: &Map<String, Value>) -> Result<ConnId, String> {
+    match args.get("conn_id") {
+        Some(Value::String(id)) => ConnId::parse(id.as_bytes()).ok_or_else(|| {
+            format!("conn_id must be 8 letters and digits, as list-connections shows, not {id:?}")
+        }),
+        Some(other) => Err(format!("conn_id must be a string, not {other}")),
+        None => Err("missing argument conn_id (list-connections shows them)".into()),
+    }
 }
 
 /// A whole number argument within `range`, or its default when omitted.
@@ -93,18 +120,35 @@ impl Query {
         Ok(Query::List { port, limit })
     }
 
+    /// `replay-connection` arguments: `conn_id`, `to`, `pace`, `wait_ms`.
+    pub fn replay(args: &Map<String, Value>) -> Result<Query, String> {
+        let conn_id = conn_id(args)?;
+        let (host, port) = match args.get("to") {
+            Some(Value::String(to)) => parse_target(to)?,
+            Some(other) => return Err(format!("to must be a string, HOST:PORT, not {other}")),
+            None => return Err("missing argument to, the server to replay to (HOST:PORT)".into()),
+        };
+        let pace = match args.get("pace") {
+            None | Some(Value::Null) => Pace::Lockstep,
+            Some(Value::String(p)) => Pace::parse(p).ok_or_else(|| {
+                format!("pace must be \"lockstep\", \"captured\" or \"fast\", not {p:?}")
+            })?,
+            Some(other) => return Err(format!("pace must be a string, not {other}")),
+        };
+        let wait_ms = number(args, "wait_ms", 5000, 1..=MAX_WAIT_MS)?;
+        Ok(Query::Replay {
+            conn_id,
+            host,
+            port,
+            pace,
+            wait_ms,
+        })
+    }
+
     /// `read-connection` arguments: `conn_id`, `side`, `offset`,
     /// `max_bytes`, `format`.
     pub fn read(args: &Map<String, Value>) -> Result<Query, String> {
-        let conn_id = match args.get("conn_id") {
-            Some(Value::String(id)) => ConnId::parse(id.as_bytes()).ok_or_else(|| {
-                format!(
-                    "conn_id must be 8 letters and digits, as list-connections shows, not {id:?}"
-                )
-            })?,
-            Some(other) => return Err(format!("conn_id must be a string, not {other}")),
-            None => return Err("missing argument conn_id (list-connections shows them)".into()),
-        };
+        let conn_id = conn_id(args)?;
         let side = match args.get("side") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s == "both" => None,
@@ -187,7 +231,83 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
                 )),
             }
         }
+        Query::Replay {
+            conn_id,
+            host,
+            port,
+            pace,
+            wait_ms,
+        } => {
+            // The directory that holds the most of it (see `groups`).
+            let mut best: Option<(usize, (bool, bool, u64))> = None;
+            for (i, inputs) in groups.iter().enumerate() {
+                let mut found = None;
+                connections(inputs, None, |row| {
+                    if row.conn_id == *conn_id && row.open_time >= since {
+                        found = Some(row_fullness(&row));
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    Ok(ControlFlow::Continue(()))
+                })
+                .map_err(|e| e.to_string())?;
+                if let Some(f) = found
+                    && best.is_none_or(|(_, b)| f > b)
+                {
+                    best = Some((i, f));
+                }
+            }
+            let Some((i, _)) = best else {
+                return Err(format!(
+                    "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
+                ));
+            };
+            replay_one(groups[i].clone(), *conn_id, host, *port, *pace, *wait_ms)
+        }
     }
+}
+
+/// Replays one connection (SPEC §10) and answers its row.
+fn replay_one(
+    inputs: Vec<Input>,
+    conn_id: ConnId,
+    host: &str,
+    port: u16,
+    pace: Pace,
+    wait_ms: u64,
+) -> Result<Value, String> {
+    let to = host_port(host, port);
+    // Only the `to` host is ever looked up.
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve to {to}: {e}"))?
+            .collect(),
+    };
+    let options = Options {
+        ids: vec![conn_id],
+        port: None,
+        addrs,
+        settings: Settings {
+            to,
+            pace,
+            speed: 1.0,
+            wait: Duration::from_millis(wait_ms),
+        },
+        concurrency: 1,
+        log: None,
+    };
+    let mut answer = None;
+    replay(inputs, &options, |row| {
+        answer = Some(row.clone());
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    let row = answer.ok_or_else(|| format!("connection {conn_id} was not replayed"))?;
+    Ok(json!({
+        "content": [{ "type": "text", "text": row.to_text() }],
+        "structuredContent": row.to_json()
+    }))
 }
 
 /// The capture's log files, one group per directory: a directory spelled
@@ -639,6 +759,32 @@ mod tests {
             })
         );
         assert!(Query::list(&args(json!({"limit": 0}))).is_err());
+        assert_eq!(
+            Query::replay(&args(json!({"conn_id": "0tK3XaB9", "to": "[::1]:80"}))),
+            Ok(Query::Replay {
+                conn_id: ConnId(*b"0tK3XaB9"),
+                host: "::1".into(),
+                port: 80,
+                pace: Pace::Lockstep,
+                wait_ms: 5000
+            })
+        );
+        for (bad, want) in [
+            (json!({"to": "h:1"}), "missing argument conn_id"),
+            (json!({"conn_id": "0tK3XaB9"}), "missing argument to"),
+            (json!({"conn_id": "0tK3XaB9", "to": "h"}), "invalid target"),
+            (
+                json!({"conn_id": "0tK3XaB9", "to": "h:1", "pace": "slow"}),
+                "pace must be",
+            ),
+            (
+                json!({"conn_id": "0tK3XaB9", "to": "h:1", "wait_ms": 0}),
+                "wait_ms must be",
+            ),
+        ] {
+            let err = Query::replay(&args(bad.clone())).unwrap_err();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
         assert!(Query::list(&args(json!({"port": 70000}))).is_err());
     }
 }

@@ -290,6 +290,20 @@ pub fn tools() -> Value {
                 },
                 "required": ["conn_id"]
             }
+        },
+        {
+            "name": "replay-connection",
+            "description": "Replays one connection of this run's capture to a server (SPEC §10): connects to `to`, sends what the client sent in the captured chunks, and compares the server's answer byte for byte with the captured one. Answers with bytes sent, bytes received of those captured, and a verdict: same, differs at byte N (with both sides around it), shorter, longer, refused, reset or timed out waiting.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "conn_id": { "type": "string", "description": "The ConnID, as list-connections shows it." },
+                    "to": { "type": "string", "description": "The server to replay to, HOST:PORT ([v6]:PORT for IPv6)." },
+                    "pace": { "type": "string", "enum": ["lockstep", "captured", "fast"], "description": "lockstep (default): wait for each captured answer before the next chunk; captured: the captured timing; fast: as fast as the sockets take." },
+                    "wait_ms": { "type": "integer", "minimum": 1, "maximum": 600000, "description": "How long to wait for an answer, and for a server that stays open (default 5000)." }
+                },
+                "required": ["conn_id", "to"]
+            }
         }
     ])
 }
@@ -337,6 +351,7 @@ fn call_tool(params: &Value, control: &mut dyn Control) -> Result<Called, (i64, 
     let text = match name {
         "list-connections" => return read(Query::list(args), control),
         "read-connection" => return read(Query::read(args), control),
+        "replay-connection" => return read(Query::replay(args), control),
         // SPEC §7: it answers once the stopped destinations are written.
         "stop-logging" => {
             let text = stop_logging(args, control).map_err(invalid)?;
@@ -569,7 +584,8 @@ mod tests {
                 "remove-port-rule",
                 "shutdown",
                 "list-connections",
-                "read-connection"
+                "read-connection",
+                "replay-connection"
             ]
         );
         for t in tools {

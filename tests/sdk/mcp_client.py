@@ -80,7 +80,7 @@ async def drive(endpoint, echo_port, rule_port):
             assert init.protocol_version in ("2024-11-05", "2025-03-26", "2025-06-18"), init
             tools = await session.list_tools()
             names = sorted(t.name for t in tools.tools)
-            assert names == ["add-port-rule", "list-connections", "read-connection", "remove-port-rule", "shutdown", "start-logging", "stop-logging"], names
+            assert names == ["add-port-rule", "list-connections", "read-connection", "remove-port-rule", "replay-connection", "shutdown", "start-logging", "stop-logging"], names
             for tool in tools.tools:
                 assert tool.input_schema["type"] == "object", tool
 
@@ -124,6 +124,13 @@ async def drive(endpoint, echo_port, rule_port):
                         break
                     offset = part.structured_content["next_offset"]
                 assert got == payloads["dir"], (side, len(got))
+            # SPEC §10: the connection replayed to the echo server answers the same.
+            replayed = await session.call_tool(
+                "replay-connection", {"conn_id": row["ConnID"], "to": f"127.0.0.1:{echo_port}", "pace": "fast"}
+            )
+            assert not replayed.is_error, replayed
+            assert replayed.structured_content["verdict"] == "same", replayed.structured_content
+            assert replayed.structured_content["bytes_received"] == len(payloads["dir"]), replayed
             try:
                 await session.call_tool("read-connection", {"conn_id": "zzzzzzzz"})
                 raise AssertionError("an unknown ConnID was read")
