@@ -455,3 +455,68 @@ fn the_mcp_tool_replays_one_connection_of_this_run() {
     }
     proxy.stop();
 }
+
+/// A connection too big to come with its plan is read again on its own
+/// (SPEC §10: streamed, never held whole): 1 MiB each way, in 32 KiB
+/// chunks, with one byte changed far into the answer.
+#[test]
+fn a_big_connection_is_streamed_and_compared_to_its_end() {
+    let payload = Rng::new(21).bytes(1 << 20);
+    let mut changed_answer = payload.clone();
+    changed_answer[700_000] ^= 0x55;
+    let changed = serve("127.0.0.1", move |mut stream: TcpStream| {
+        let mut writer = stream.try_clone().expect("clone");
+        let answer = changed_answer.clone();
+        let sender = thread::spawn(move || writer.write_all(&answer));
+        let _ = stream.read_to_end(&mut Vec::new());
+        let _ = sender.join();
+    });
+    let echo = echo_server("127.0.0.1");
+    let dir = TempDir::new("replay-big");
+    let id = "0000000I";
+    let mut c = Capture::new();
+    c.open(id, CLIENT);
+    for chunk in payload.chunks(32 * 1024) {
+        c.client(id, CLIENT, chunk).target(id, CLIENT, chunk);
+    }
+    c.client_closes(id, CLIENT);
+    let input = c.write(&dir);
+    let log = dir.join("big-replayed.ndjson");
+    let to = format!("127.0.0.1:{}", echo.port());
+    let out = replay(&[
+        "--to",
+        &to,
+        "--pace",
+        "fast",
+        "--json",
+        "--log",
+        &path_str(&log),
+        &input,
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let row = &json_rows(&out)[0];
+    assert_eq!(row["verdict"], "same", "{row}");
+    assert_eq!(row["bytes_received"], 1 << 20);
+    let lines = log_lines(&log);
+    let client = events(&lines, "open")[0]["from"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_bytes_eq(
+        &data_between(&lines, &client, &to),
+        &payload,
+        "sent, in --log",
+    );
+    assert_bytes_eq(
+        &data_between(&lines, &to, &client),
+        &payload,
+        "answer, in --log",
+    );
+
+    let to = format!("127.0.0.1:{}", changed.port());
+    let out = replay(&["--to", &to, "--json", &input]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let row = &json_rows(&out)[0];
+    assert_eq!(row["verdict"], "differs at byte 700000", "{row}");
+    assert_eq!(row["excerpt"]["offset"], 700_000 - 32);
+}

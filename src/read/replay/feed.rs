@@ -1,10 +1,11 @@
 //! What the replay loop is fed from the capture (SPEC §10), by threads
 //! that read the inputs so the loop never waits on a disk:
 //!
-//! - `plans`: one reading of the whole input through `list`'s sink on the
-//!   pipeline, giving each selected connection's `Plan` (its totals and how
-//!   it ended) in open order, into a bounded channel;
-//! - `script`: for each connection being replayed, its own reading of the
+//! - `plans`: one reading of the whole input, a sink on the pipeline,
+//!   giving each selected connection's `Plan` (its totals, how it ended,
+//!   and its whole capture when small) in open order, into a bounded
+//!   channel;
+//! - `script`: for each bigger connection being replayed, its own reading of the
 //!   input (the pipeline with that one ConnID selected, as `extract` reads),
 //!   giving its client chunks and captured answer as `Item`s into a small
 //!   bounded channel. The reading stops once the connection's totals are
@@ -16,21 +17,25 @@
 use super::super::decode::{ConnId, Time};
 use super::super::extract::{self, scan};
 use super::super::input::{Input, Skipped};
-use super::super::list::connections;
+use super::super::pipeline::{Event, Selection, events};
 use super::super::{Error, Side};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread;
 
 /// Items a connection's reader may get ahead of its replay.
 pub const ITEMS_AHEAD: usize = 32;
 /// Plans the first reading may get ahead of the replay.
 pub const PLANS_AHEAD: usize = 256;
+/// The most of one connection's capture a plan carries with it.
+pub const INLINE_BYTES: usize = 64 * 1024;
+/// The most the first reading holds of all the captures it carries.
+pub const INLINE_BUDGET: usize = 32 * 1024 * 1024;
 
 /// One selected connection, as the first reading found it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Plan {
     pub id: ConnId,
     pub listen_port: Option<u16>,
@@ -38,6 +43,9 @@ pub struct Plan {
     pub client_bytes: u64,
     pub target_bytes: u64,
     pub closed_by: Option<Side>,
+    /// Its whole capture and its size in bytes, when small: no second
+    /// reading is needed.
+    pub script: Option<(Vec<Item>, usize)>,
 }
 
 /// A connection's capture, in log order.
@@ -72,8 +80,21 @@ pub enum Planned {
 /// Wakes the replay loop after a send.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
+/// What the first reading keeps of a connection while it is open.
+#[derive(Default)]
+struct Gather {
+    open: Time,
+    bytes: [u64; 2],
+    /// Its capture, while it fits (`None`: too big, its reader streams it).
+    items: Option<Vec<Item>>,
+    held: usize,
+}
+
 /// The selected connections of `inputs`, in open order (`ids` empty: all
-/// those of `port`, or all): each ConnID once, the first connection with it.
+/// those of `port`, or all), a sink on the read pipeline: each ConnID once,
+/// the first connection with it. A connection whose capture is small
+/// (`INLINE_BYTES`, within `INLINE_BUDGET` for all held at once) comes
+/// with it, so the input is read only once for it.
 pub fn read_plans(
     inputs: &[Input],
     ids: &[ConnId],
@@ -82,22 +103,97 @@ pub fn read_plans(
 ) -> Result<Skipped, Error> {
     // A ConnID met again is another run's; it is not the one named.
     let mut seen: HashSet<ConnId> = HashSet::new();
-    connections(inputs, port, |row| {
-        if (!ids.is_empty() && !ids.contains(&row.conn_id)) || !seen.insert(row.conn_id) {
-            return Ok(ControlFlow::Continue(()));
+    // Plans in open order from connection number `first` on; `None` while
+    // that connection is still open (as `list` holds its rows).
+    let mut waiting: VecDeque<Option<Plan>> = VecDeque::new();
+    let mut first = 1u64;
+    // Bytes of captures held, in `Gather`s and `waiting`.
+    let mut held = 0usize;
+    let select = Selection {
+        ids: ids.to_vec(),
+        port,
+    };
+    let keep = |g: &mut Gather, held: &mut usize, item: Item, len: usize| {
+        let Some(items) = &mut g.items else { return };
+        if g.held + len > INLINE_BYTES || *held + len > INLINE_BUDGET {
+            *held -= g.held;
+            g.held = 0;
+            g.items = None;
+        } else {
+            g.held += len;
+            *held += len;
+            items.push(item);
         }
-        let plan = Plan {
-            id: row.conn_id,
-            listen_port: row.listen_port,
-            open: row.open_time,
-            client_bytes: row.bytes_client_to_target,
-            target_bytes: row.bytes_target_to_client,
-            closed_by: row.closed_by,
-        };
-        Ok(match each(plan) {
-            true => ControlFlow::Continue(()),
-            false => ControlFlow::Break(()),
-        })
+    };
+    events::<Gather>(inputs, &select, |event| {
+        match event {
+            Event::Open { time, conn, .. } => {
+                conn.state.open = time;
+                conn.state.items = Some(Vec::new());
+                if waiting.is_empty() {
+                    first = conn.generation;
+                }
+                waiting.push_back(None);
+            }
+            Event::Data {
+                time,
+                side,
+                bytes,
+                conn,
+                ..
+            } => {
+                let g = &mut conn.state;
+                g.bytes[side as usize] += bytes.len() as u64;
+                let item = match side {
+                    Side::Client => Item::Send {
+                        bytes: bytes.to_vec(),
+                        answered: g.bytes[Side::Target as usize],
+                        at: time.0 - g.open.0,
+                    },
+                    Side::Target => Item::Answer(bytes.to_vec()),
+                };
+                keep(g, &mut held, item, bytes.len());
+            }
+            Event::Close {
+                time,
+                side: Side::Client,
+                conn,
+                ..
+            } => {
+                let g = &mut conn.state;
+                let item = Item::ClientClose {
+                    answered: g.bytes[Side::Target as usize],
+                    at: time.0 - g.open.0,
+                };
+                keep(g, &mut held, item, 0);
+            }
+            Event::Close { .. } | Event::Caught => {}
+            Event::Retired { id, conn } => {
+                let at = conn.generation.checked_sub(first).map(|n| n as usize);
+                let g = conn.state;
+                let plan = Plan {
+                    id,
+                    listen_port: conn.listen_port,
+                    open: g.open,
+                    client_bytes: g.bytes[Side::Client as usize],
+                    target_bytes: g.bytes[Side::Target as usize],
+                    closed_by: conn.closed_by,
+                    script: g.items.map(|items| (items, g.held)),
+                };
+                if let Some(slot) = at.and_then(|at| waiting.get_mut(at)) {
+                    *slot = Some(plan);
+                }
+                while let Some(Some(_)) = waiting.front() {
+                    let plan = waiting.pop_front().flatten().expect("checked");
+                    first += 1;
+                    held -= plan.script.as_ref().map_or(0, |(_, bytes)| *bytes);
+                    if seen.insert(plan.id) && !each(plan) {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     })
 }
 
@@ -126,15 +222,25 @@ pub fn spawn_plans(
     Ok(rx)
 }
 
-/// Starts the reading of one connection's capture on its own thread; it
-/// ends when the replay drops the receiver.
+/// The capture of one connection: the one its plan carries, or a reading
+/// of it on its own thread, which ends when the replay drops the receiver.
 pub fn spawn_script(
     inputs: Arc<Vec<Input>>,
-    plan: &Plan,
+    plan: &mut Plan,
     wake: Wake,
 ) -> Result<Receiver<Item>, Error> {
+    if let Some((items, _)) = plan.script.take() {
+        let (tx, rx) = channel();
+        for item in items.into_iter().chain([Item::End]) {
+            let _ = tx.send(item); // the receiver is right here
+        }
+        return Ok(rx);
+    }
     let (tx, rx) = sync_channel(ITEMS_AHEAD);
-    let plan = plan.clone();
+    let plan = Plan {
+        script: None,
+        ..*plan
+    };
     thread::Builder::new()
         .name("rawprox-script".into())
         .spawn(move || {

@@ -3,20 +3,24 @@
 //!
 //! The shape, and why:
 //! - The capture is read by threads (`feed`), the network by one mio loop
-//!   here (no thread per connection). A first reading of the input, through
-//!   the read pipeline as `list` reads it, yields each selected connection's
-//!   `Plan` in open order. Each connection being replayed then gets its own
-//!   reading of the input with only its ConnID selected (as `extract`
-//!   reads), streaming its chunks into a small bounded channel, stopped as
-//!   soon as the plan's totals are handed on.
-//! - So no conversation is held whole, and a connection that waits on its
-//!   server (lockstep) never holds back the capture of another: each has
-//!   its own reader, blocked only by its own channel. The price is that the
-//!   input is read once more per connection (each reader from the start,
-//!   skipping other connections' lines unparsed); standard input, which
-//!   cannot be read twice, is refused.
-//! - Memory is bounded by `--concurrency` × (the channel, `conn`'s
-//!   `AHEAD_BYTES`, a pipe's pending bytes), and the plans channel.
+//!   here (no thread per connection). A first reading of the input, a sink
+//!   on the read pipeline, yields each selected connection's `Plan` in open
+//!   order; a small connection's plan carries its whole capture (up to
+//!   64 KiB, within a budget for all held at once), so most connections
+//!   cost one reading. A bigger one gets its own reading of the input when
+//!   its replay starts, with only its ConnID selected (as `extract`
+//!   reads), streaming its chunks into a small bounded channel and stopped
+//!   as soon as the plan's totals are handed on.
+//! - So no big conversation is held whole, and a connection that waits on
+//!   its server (lockstep) never holds back the capture of another: each
+//!   has its own feed, blocked only by its own channel. The price is that a
+//!   big connection's reading goes from the start of the input (skipping
+//!   other connections' lines unparsed); standard input, which cannot be
+//!   read twice, is refused.
+//! - Memory is bounded by `--concurrency` × (a feed's channel, `conn`'s
+//!   `AHEAD_BYTES`, a pipe's pending bytes), plus the plans the first
+//!   reading holds (`feed::INLINE_BUDGET`, `feed::PLANS_AHEAD`) and one
+//!   ConnID per connection, to replay each once.
 //! - Each connection (`conn`) reuses the proxy's `Pipe::pump` both ways:
 //!   the captured client chunks to the socket, and the socket into
 //!   `compare`, whose backpressure holds the server while its captured
@@ -268,8 +272,8 @@ pub fn replay(
                     break;
                 }
             }
-            let plan = plans.ready.pop_front().expect("peeked");
-            let items = feed::spawn_script(inputs.clone(), &plan, wake.clone())?;
+            let mut plan = plans.ready.pop_front().expect("peeked");
+            let items = feed::spawn_script(inputs.clone(), &mut plan, wake.clone())?;
             let entry = conns.vacant_entry();
             let token = Token(entry.key());
             let mut conn = Conn::new(plan, items, options.addrs.clone(), now);
