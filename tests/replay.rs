@@ -544,3 +544,34 @@ fn a_big_connection_is_streamed_and_compared_to_its_end() {
     assert_eq!(row["verdict"], "differs at byte 700000", "{row}");
     assert_eq!(row["excerpt"]["offset"], 700_000 - 32);
 }
+
+/// A captured answer bigger than what a connection reads ahead, from a
+/// server that now sends only its start and stays open: the replay does not
+/// hang, it says `timed out waiting` after --wait-ms.
+#[test]
+fn a_server_short_of_a_big_answer_times_out() {
+    let answer: Vec<u8> = b"0123456789abcdef".repeat(128 * 1024); // 2 MiB
+    let start = answer[..5].to_vec();
+    let server = serve("127.0.0.1", move |mut stream: TcpStream| {
+        let mut request = [0u8; 3];
+        if stream.read_exact(&mut request).is_ok() {
+            let _ = stream.write_all(&start);
+        }
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    let dir = TempDir::new("replay-big-answer");
+    let id = "0000000J";
+    let mut c = Capture::new();
+    c.open(id, CLIENT).client(id, CLIENT, b"get");
+    for chunk in answer.chunks(32 * 1024) {
+        c.target(id, CLIENT, chunk);
+    }
+    c.client(id, CLIENT, b"bye").client_closes(id, CLIENT);
+    let input = c.write(&dir);
+    let to = format!("127.0.0.1:{}", server.port());
+    let out = replay(&["--to", &to, "--wait-ms", "300", "--json", &input]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let row = &json_rows(&out)[0];
+    assert_eq!(row["verdict"], "timed out waiting", "{row}");
+    assert_eq!(row["bytes_received"], 5);
+}

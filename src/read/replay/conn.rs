@@ -85,6 +85,8 @@ pub struct Conn {
     close_logged: bool,
     /// When the replay of this connection started (captured pace counts from it).
     started: Instant,
+    /// When the current connect started.
+    connect_since: Instant,
     /// Since when the next item has waited for the server's answer (lockstep).
     gate_since: Option<Instant>,
     last_activity: Instant,
@@ -117,6 +119,7 @@ impl Conn {
             local: String::new(),
             close_logged: false,
             started: now,
+            connect_since: now,
             gate_since: None,
             last_activity: now,
             ended: None,
@@ -135,6 +138,7 @@ impl Conn {
     pub fn connect(&mut self) -> Option<&mut TcpStream> {
         while !self.addrs.is_empty() {
             let addr = self.addrs.remove(0);
+            self.connect_since = Instant::now();
             if let Ok(socket) = TcpStream::connect(addr) {
                 self.socket = Some(socket);
                 return self.socket.as_mut();
@@ -178,7 +182,11 @@ impl Conn {
             return;
         }
         if !self.connected {
-            match self.check_connected() {
+            let late = now >= self.connect_since + settings.wait;
+            match self.check_connected().and_then(|done| match done || !late {
+                true => Ok(done),
+                false => Err(()),
+            }) {
                 Ok(true) => {
                     self.connected = true;
                     self.last_activity = now;
@@ -368,18 +376,31 @@ impl Conn {
         true
     }
 
-    /// When nothing more will come of waiting: everything is sent (or the
-    /// server takes nothing) and the server has been quiet for `--wait-ms`.
+    /// When nothing more will come of waiting: the server has been quiet
+    /// for `--wait-ms` while no chunk is due (everything sent, or the
+    /// server takes nothing, or its captured answer fills the room ahead)
+    /// and the capture is not still being read.
     fn idle_due(&self, settings: &Settings) -> Option<Instant> {
-        let all_sent = self.fed && self.ahead.is_empty() && self.script.is_empty();
-        let stuck = self.up.pending_len() > 0;
-        (self.connected && (all_sent || stuck)).then(|| self.last_activity + settings.wait)
+        let front_due = matches!(
+            self.ahead.front(),
+            Some(Item::Send { .. } | Item::ClientClose { .. })
+        ) && self.script.is_empty()
+            && self.up.pending_len() == 0;
+        let waiting_on_feed = !self.fed
+            && self.ahead.is_empty()
+            && self.ahead_bytes + self.compare.held() < AHEAD_BYTES;
+        (self.connected && !front_due && !waiting_on_feed)
+            .then(|| self.last_activity + settings.wait)
     }
 
     /// When `drive` next needs to run without an event.
     pub fn deadline(&self, settings: &Settings) -> Option<Instant> {
-        if self.ended.is_some() || !self.connected {
+        if self.ended.is_some() {
             return None;
+        }
+        if !self.connected {
+            // A connect not taken within --wait-ms tries the next address.
+            return Some(self.connect_since + settings.wait);
         }
         let next = match self.ahead.front() {
             Some(Item::Send { answered, at, .. } | Item::ClientClose { answered, at })
