@@ -306,7 +306,7 @@ fn replay_one(
     let row = answer.ok_or_else(|| format!("connection {conn_id} was not replayed"))?;
     Ok(json!({
         "content": [{ "type": "text", "text": row.to_text() }],
-        "structuredContent": row.to_json()
+        "structuredContent": serde_json::from_str::<Value>(&row.to_json()).unwrap_or(Value::Null)
     }))
 }
 

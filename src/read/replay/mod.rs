@@ -128,26 +128,37 @@ impl Row {
         text
     }
 
-    /// The `--json` row: one compact object.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The `--json` row: one compact object, its fields in the text row's
+    /// order (as `list --json` keeps the table's).
+    pub fn to_json(&self) -> String {
+        let text = |s: &str| serde_json::Value::from(s).to_string();
         let differs_at = match self.verdict {
-            Verdict::Differs(n) => Some(n),
-            _ => None,
+            Verdict::Differs(n) => n.to_string(),
+            _ => "null".into(),
         };
-        let excerpt = self.excerpt.as_ref().map(|e| {
-            let (captured, replayed) = e.render();
-            serde_json::json!({"offset": e.offset, "captured": captured, "replayed": replayed})
-        });
-        serde_json::json!({
-            "ConnID": self.conn_id.to_string(),
-            "replayed_as": self.log_id,
-            "bytes_sent": self.sent,
-            "bytes_received": self.received,
-            "bytes_captured": self.captured,
-            "verdict": self.verdict.to_string(),
-            "differs_at": differs_at,
-            "excerpt": excerpt,
-        })
+        let excerpt = match &self.excerpt {
+            None => "null".into(),
+            Some(e) => {
+                let (captured, replayed) = e.render();
+                format!(
+                    "{{\"offset\":{},\"captured\":{},\"replayed\":{}}}",
+                    e.offset,
+                    text(&captured),
+                    text(&replayed)
+                )
+            }
+        };
+        format!(
+            "{{\"ConnID\":\"{}\",\"replayed_as\":{},\"bytes_sent\":{},\"bytes_received\":{},\"bytes_captured\":{},\"verdict\":\"{}\",\"differs_at\":{},\"excerpt\":{}}}",
+            self.conn_id,
+            self.log_id.as_deref().map_or("null".into(), text),
+            self.sent,
+            self.received,
+            self.captured,
+            self.verdict,
+            differs_at,
+            excerpt
+        )
     }
 }
 
