@@ -306,3 +306,89 @@ fn script(inputs: &[Input], plan: &Plan, tx: &SyncSender<Item>, wake: &Wake) -> 
         None => Err(extract::not_found(plan.id)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(micros: u32, id: &str, body: &str) -> String {
+        format!(r#"{{"time":"2025-10-22T15:32:47.{micros:06}Z","ConnID":"{id}",{body}}}"#) + "\n"
+    }
+
+    /// A opens first and closes last; B is small; C is too big to carry;
+    /// A's ConnID comes again in another run.
+    fn log() -> Vec<u8> {
+        let big = "x".repeat(INLINE_BYTES + 1);
+        [
+            line(
+                1,
+                "0000000A",
+                r#""event":"open","from":"c:1","to":"t:2","listen_port":9"#,
+            ),
+            line(
+                2,
+                "0000000B",
+                r#""event":"open","from":"c:3","to":"t:2","listen_port":9"#,
+            ),
+            line(3, "0000000B", r#""data":"hi","from":"c:3","to":"t:2""#),
+            line(4, "0000000B", r#""data":"ho","from":"t:2","to":"c:3""#),
+            line(5, "0000000B", r#""event":"close","from":"c:3","to":"t:2""#),
+            line(
+                6,
+                "0000000C",
+                r#""event":"open","from":"c:4","to":"t:2","listen_port":8"#,
+            ),
+            line(
+                7,
+                "0000000C",
+                &format!(r#""data":"{big}","from":"c:4","to":"t:2""#),
+            ),
+            line(8, "0000000A", r#""data":"a","from":"c:1","to":"t:2""#),
+            line(9, "0000000A", r#""event":"close","from":"t:2","to":"c:1""#),
+            line(
+                10,
+                "0000000A",
+                r#""event":"open","from":"c:5","to":"t:2","listen_port":9"#,
+            ),
+        ]
+        .concat()
+        .into_bytes()
+    }
+
+    fn plans(ids: &[ConnId], port: Option<u16>) -> Vec<Plan> {
+        let mut all = Vec::new();
+        read_plans(&[Input::Bytes(log())], ids, port, |plan| {
+            all.push(plan);
+            true
+        })
+        .unwrap();
+        all
+    }
+
+    #[test]
+    fn plans_come_in_open_order_small_ones_with_their_capture() {
+        let all = plans(&[], None);
+        let ids: Vec<String> = all.iter().map(|p| p.id.to_string()).collect();
+        assert_eq!(ids, ["0000000A", "0000000B", "0000000C"], "A once, first");
+        let (a, b, c) = (&all[0], &all[1], &all[2]);
+        assert_eq!((a.client_bytes, a.target_bytes), (1, 0));
+        assert_eq!(a.closed_by, Some(Side::Target));
+        let (items, bytes) = b.script.as_ref().expect("B is carried");
+        assert_eq!(*bytes, 4);
+        assert!(matches!(
+            items.as_slice(),
+            [
+                Item::Send { answered: 0, at: 1, .. },
+                Item::Answer(answer),
+                Item::ClientClose { answered: 2, at: 3 }
+            ] if answer == b"ho"
+        ));
+        assert!(c.script.is_none(), "C is read again when replayed");
+        assert_eq!(c.client_bytes, INLINE_BYTES as u64 + 1);
+        let port_8 = plans(&[], Some(8));
+        assert_eq!(port_8.len(), 1);
+        assert_eq!(port_8[0].id, ConnId(*b"0000000C"));
+        let named = plans(&[ConnId(*b"0000000B")], None);
+        assert_eq!(named.len(), 1);
+    }
+}
