@@ -246,9 +246,21 @@ fn the_client_half_close_is_passed_on() {
         .target(id, CLIENT, b"got 5");
     let input = c.write(&dir);
     let to = format!("127.0.0.1:{}", server.port());
-    let out = replay(&["--to", &to, "--json", &input]);
+    let logs = dir.join("logs");
+    let at_dir = format!("@{}", path_str(&logs));
+    let out = replay(&["--to", &to, "--json", "--log", &at_dir, &input]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(json_rows(&out)[0]["verdict"], "same");
+    // --log @DIR: the proxy's hourly files, framed by start- and stop-logging.
+    let lines: Vec<Value> = dir_lines(&logs)
+        .iter()
+        .map(|(_, l)| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(event(&lines[0]), Some("start-logging"), "{lines:?}");
+    assert_eq!(event(lines.last().unwrap()), Some("stop-logging"));
+    let close = events(&lines, "close");
+    assert_eq!(close.len(), 1);
+    assert_eq!(close[0]["to"], to.as_str(), "the client closed first");
 }
 
 #[test]
