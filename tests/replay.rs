@@ -306,15 +306,23 @@ fn verdicts_for_refused_shorter_longer_and_silent_servers() {
     let out = replay(&["--to", &to, "--json", &input]);
     assert_eq!(json_rows(&out)[0]["verdict"], "reset", "{}", out.stderr);
 
-    let cases: [(&'static [u8], bool, &str); 3] = [
-        (b"pon", true, "shorter"),
-        (b"pong!!", true, "longer"),
-        (b"pon", false, "timed out waiting"),
+    // A capture where the client never closed: the replay sends no FIN, so
+    // the server that stays open stays open until the replay gives up.
+    let mut open = Capture::new();
+    open.open("0000000F", CLIENT)
+        .client("0000000F", CLIENT, b"ping")
+        .target("0000000F", CLIENT, b"pong!");
+    let open_dir = TempDir::new("replay-verdicts-open");
+    let never_closed = open.write(&open_dir);
+    let cases: [(&'static [u8], bool, &str, &str); 3] = [
+        (b"pon", true, "shorter", &input),
+        (b"pong!!", true, "longer", &input),
+        (b"pon", false, "timed out waiting", &never_closed),
     ];
-    for (answer, then_close, verdict) in cases {
+    for (answer, then_close, verdict, input) in cases {
         let server = answering(answer, then_close);
         let to = format!("127.0.0.1:{}", server.port());
-        let out = replay(&["--to", &to, "--json", "--wait-ms", "200", &input]);
+        let out = replay(&["--to", &to, "--json", "--wait-ms", "200", input]);
         assert_eq!(out.status.code(), Some(1), "{verdict}: {}", out.stderr);
         assert_eq!(json_rows(&out)[0]["verdict"], verdict);
     }
