@@ -413,6 +413,7 @@ fn bad_arguments_are_one_error_line_and_exit_2() {
         ),
         (&["--to", to, "--log", &input, &input], "is the input"),
         (&["--to", to, "-"], "not standard input"),
+        (&["--to", to], "not standard input"),
     ];
     for (args, want) in cases {
         let out = replay(args);

@@ -453,6 +453,12 @@ fn run_replay(args: Vec<OsString>, all_same: &mut bool) -> Result<Skipped, Error
     let Some(mut replay_args) = parse_replay(args)? else {
         return Ok(Skipped::default());
     };
+    // Refused before `open_inputs` would say it reads a terminal.
+    if replay_args.inputs.is_empty() || replay_args.inputs.iter().any(|a| a == "-") {
+        return Err(Error::Message(
+            "replay reads its input more than once: give log files or directories, not standard input".into(),
+        ));
+    }
     let inputs = open_inputs(&replay_args.inputs)?;
     replay_args.options.log = match replay_args.log.as_deref() {
         None => None,
