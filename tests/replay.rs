@@ -596,3 +596,30 @@ fn a_server_short_of_a_big_answer_times_out() {
     assert_eq!(row["verdict"], "timed out waiting", "{row}");
     assert_eq!(row["bytes_received"], 5);
 }
+
+/// SPEC §10: a connection whose client sent nothing, selected as one of
+/// all, is replayed as an open and a close (here the server greets first).
+#[test]
+fn a_connection_without_client_bytes_is_an_open_and_a_close() {
+    let server = serve("127.0.0.1", |mut stream: TcpStream| {
+        let _ = stream.write_all(b"220 hello\r\n");
+    });
+    let dir = TempDir::new("replay-greeting");
+    let id = "0000000K";
+    let mut c = Capture::new();
+    c.open(id, CLIENT)
+        .target(id, CLIENT, b"220 hello\r\n")
+        .line(
+            id,
+            &format!(r#""event":"close","from":"{TARGET}","to":"{CLIENT}""#),
+        );
+    let input = c.write(&dir);
+    let to = format!("127.0.0.1:{}", server.port());
+    let out = replay(&["--to", &to, "--json", &input]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let row = &json_rows(&out)[0];
+    assert_eq!(
+        (row["verdict"].as_str(), row["bytes_sent"].as_u64()),
+        (Some("same"), Some(0))
+    );
+}
