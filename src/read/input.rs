@@ -821,9 +821,25 @@ struct Progress {
     last_shown: Option<Instant>,
 }
 
+thread_local! {
+    /// Set by `without_progress` for the readings of this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `read` with no progress line: for a reading beside another that
+/// shows the run's progress (`replay` reads a big connection again while
+/// its first reading goes on), so two never draw on one line.
+pub fn without_progress<T>(read: impl FnOnce() -> T) -> T {
+    QUIET.with(|quiet| quiet.set(true));
+    let result = read();
+    QUIET.with(|quiet| quiet.set(false));
+    result
+}
+
 impl Progress {
     fn new(inputs: &[Input]) -> Option<Progress> {
-        if !io::stderr().is_terminal()
+        if QUIET.with(|quiet| quiet.get())
+            || !io::stderr().is_terminal()
             || io::stdout().is_terminal()
             || inputs
                 .iter()

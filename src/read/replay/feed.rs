@@ -16,7 +16,7 @@
 
 use super::super::decode::{ConnId, Time};
 use super::super::extract::{self, scan};
-use super::super::input::{Input, Skipped};
+use super::super::input::{Input, Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
 use super::super::{Error, Side};
 use std::collections::{HashSet, VecDeque};
@@ -244,7 +244,9 @@ pub fn spawn_script(
     thread::Builder::new()
         .name("rawprox-script".into())
         .spawn(move || {
-            let last = match script(&inputs, &plan, &tx, &wake) {
+            // The first reading shows the run's progress; this one does not.
+            let read = || script(&inputs, &plan, &tx, &wake);
+            let last = match without_progress(read) {
                 Ok(()) => Item::End,
                 Err(e) => Item::Failed(e),
             };
