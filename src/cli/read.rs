@@ -576,6 +576,62 @@ mod tests {
     }
 
     #[test]
+    fn replay_arguments_are_checked() {
+        let parse = |args: &[&str]| parse_replay(args.iter().map(OsString::from).collect());
+        let Ok(Some(ok)) = parse(&[
+            "--to=[::1]:9",
+            "--pace",
+            "captured",
+            "--speed",
+            "2.5",
+            "--concurrency",
+            "4",
+            "--wait-ms",
+            "100",
+            "0000000A",
+            "x.ndjson",
+        ]) else {
+            panic!("a good replay command line");
+        };
+        assert_eq!(ok.options.settings.to, "[::1]:9");
+        assert_eq!(ok.options.addrs, ["[::1]:9".parse().unwrap()]);
+        assert_eq!(ok.options.settings.pace, Pace::Captured);
+        assert_eq!(ok.options.settings.speed, 2.5);
+        assert_eq!(ok.options.concurrency, 4);
+        assert_eq!(ok.options.settings.wait, Duration::from_millis(100));
+        assert_eq!(ok.options.ids, [ConnId(*b"0000000A")]);
+        assert_eq!(ok.inputs, ["x.ndjson"]);
+        let cases: &[(&[&str], &str)] = &[
+            (&["x"], "needs --to"),
+            (&["--to", "h"], "invalid target"),
+            (&["--to", "127.0.0.1:1", "--pace", "slow"], "'slow'"),
+            (
+                &["--to", "127.0.0.1:1", "--speed", "2"],
+                "--speed goes with --pace captured",
+            ),
+            (
+                &["--to", "127.0.0.1:1", "--pace", "captured", "--speed", "-1"],
+                "'-1'",
+            ),
+            (&["--to", "127.0.0.1:1", "--concurrency", "0"], "'0'"),
+            (&["--to", "127.0.0.1:1", "--wait-ms", "0"], "'0'"),
+            (&["--to", "127.0.0.1:1", "--log", "@"], "--log needs"),
+            (
+                &["--to", "127.0.0.1:1", "--port", "9", "0000000A"],
+                "not both",
+            ),
+            (&["--to", "127.0.0.1:1", "--bogus"], "'--bogus'"),
+        ];
+        for (args, want) in cases {
+            match parse(args) {
+                Err(Error::Message(m)) => assert!(m.contains(want), "{args:?}: {m}"),
+                Err(other) => panic!("{args:?}: {other:?}"),
+                Ok(_) => panic!("{args:?} was taken"),
+            }
+        }
+    }
+
+    #[test]
     fn every_subcommand_has_its_own_help() {
         for command in SUBCOMMANDS {
             let text = help(command);
