@@ -27,8 +27,9 @@ use std::thread;
 
 /// Items a connection's reader may get ahead of its replay.
 pub const ITEMS_AHEAD: usize = 32;
-/// Plans the first reading may get ahead of the replay.
-pub const PLANS_AHEAD: usize = 256;
+/// Plans the first reading may get ahead of the replay (with what they
+/// carry, at most `PLANS_AHEAD` × `INLINE_BYTES` waiting in the channel).
+pub const PLANS_AHEAD: usize = 64;
 /// The most of one connection's capture a plan carries with it.
 pub const INLINE_BYTES: usize = 64 * 1024;
 /// The most the first reading holds of all the captures it carries.
