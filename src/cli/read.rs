@@ -431,6 +431,7 @@ fn parse_replay(args: Vec<OsString>) -> Result<Option<ReplayArgs>, Error> {
         options: Options {
             ids,
             port,
+            since: None,
             addrs,
             settings: Settings {
                 to: host_port(&host, to_port),

@@ -261,7 +261,15 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
                     "unknown ConnID {conn_id} in this run's capture: list-connections shows the ConnIDs"
                 ));
             };
-            replay_one(groups[i].clone(), *conn_id, host, *port, *pace, *wait_ms)
+            replay_one(
+                groups[i].clone(),
+                *conn_id,
+                since,
+                host,
+                *port,
+                *pace,
+                *wait_ms,
+            )
         }
     }
 }
@@ -270,6 +278,7 @@ pub fn answer(query: &Query, capture: &Capture) -> Result<Value, String> {
 fn replay_one(
     inputs: Vec<Input>,
     conn_id: ConnId,
+    since: Time,
     host: &str,
     port: u16,
     pace: Pace,
@@ -287,6 +296,7 @@ fn replay_one(
     let options = Options {
         ids: vec![conn_id],
         port: None,
+        since: Some(since),
         addrs,
         settings: Settings {
             to,

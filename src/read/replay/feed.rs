@@ -19,7 +19,7 @@ use super::super::extract::{self, scan};
 use super::super::input::{Input, Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
 use super::super::{Error, Side};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
@@ -91,29 +91,22 @@ struct Gather {
     held: usize,
 }
 
-/// The selected connections of `inputs`, in open order (`ids` empty: all
-/// those of `port`, or all), a sink on the read pipeline: each ConnID once,
-/// the first connection with it. A connection whose capture is small
+/// The connections of `inputs` that `select` selects, in open order, a
+/// sink on the read pipeline (a ConnID met again, in another run, is
+/// another connection). A connection whose capture is small
 /// (`INLINE_BYTES`, within `INLINE_BUDGET` for all held at once) comes
 /// with it, so the input is read only once for it.
 pub fn read_plans(
     inputs: &[Input],
-    ids: &[ConnId],
-    port: Option<u16>,
+    select: &Selection,
     mut each: impl FnMut(Plan) -> bool,
 ) -> Result<Skipped, Error> {
-    // A ConnID met again is another run's; it is not the one named.
-    let mut seen: HashSet<ConnId> = HashSet::new();
     // Plans in open order from connection number `first` on; `None` while
     // that connection is still open (as `list` holds its rows).
     let mut waiting: VecDeque<Option<Plan>> = VecDeque::new();
     let mut first = 1u64;
     // Bytes of captures held, in `Gather`s and `waiting`.
     let mut held = 0usize;
-    let select = Selection {
-        ids: ids.to_vec(),
-        port,
-    };
     let keep = |g: &mut Gather, held: &mut usize, item: Item, len: usize| {
         let Some(items) = &mut g.items else { return };
         if g.held + len > INLINE_BYTES || *held + len > INLINE_BUDGET {
@@ -126,7 +119,7 @@ pub fn read_plans(
             items.push(item);
         }
     };
-    events::<Gather>(inputs, &select, |event| {
+    events::<Gather>(inputs, select, |event| {
         match event {
             Event::Open { time, conn, .. } => {
                 conn.state.open = time;
@@ -188,7 +181,7 @@ pub fn read_plans(
                     let plan = waiting.pop_front().flatten().expect("checked");
                     first += 1;
                     held -= plan.script.as_ref().map_or(0, |(_, bytes)| *bytes);
-                    if seen.insert(plan.id) && !each(plan) {
+                    if !each(plan) {
                         return Ok(ControlFlow::Break(()));
                     }
                 }
@@ -201,14 +194,14 @@ pub fn read_plans(
 /// Starts the first reading on its own thread.
 pub fn spawn_plans(
     inputs: Arc<Vec<Input>>,
-    port: Option<u16>,
+    select: Selection,
     wake: Wake,
 ) -> Result<Receiver<Planned>, Error> {
     let (tx, rx) = sync_channel(PLANS_AHEAD);
     thread::Builder::new()
         .name("rawprox-plans".into())
         .spawn(move || {
-            let done = read_plans(&inputs, &[], port, |plan| {
+            let done = read_plans(&inputs, &select, |plan| {
                 let sent = tx.send(Planned::Plan(plan)).is_ok();
                 wake();
                 sent
@@ -263,7 +256,8 @@ fn script(inputs: &[Input], plan: &Plan, tx: &SyncSender<Item>, wake: &Wake) -> 
     let mut closed = false;
     let mut skipped = Skipped::default();
     let since_open = |time: Time| time.0 - plan.open.0;
-    let found = scan(inputs, plan.id, &mut skipped, |event| {
+    // From its open on: an earlier run's connection with its ConnID is not it.
+    let found = scan(inputs, plan.id, Some(plan.open), &mut skipped, |event| {
         let item = match event {
             extract::Event::Data {
                 time,
@@ -360,7 +354,12 @@ mod tests {
 
     fn plans(ids: &[ConnId], port: Option<u16>) -> Vec<Plan> {
         let mut all = Vec::new();
-        read_plans(&[Input::Bytes(log())], ids, port, |plan| {
+        let select = Selection {
+            ids: ids.to_vec(),
+            port,
+            since: None,
+        };
+        read_plans(&[Input::Bytes(log())], &select, |plan| {
             all.push(plan);
             true
         })
@@ -372,8 +371,9 @@ mod tests {
     fn plans_come_in_open_order_small_ones_with_their_capture() {
         let all = plans(&[], None);
         let ids: Vec<String> = all.iter().map(|p| p.id.to_string()).collect();
-        assert_eq!(ids, ["0000000A", "0000000B", "0000000C"], "A once, first");
+        assert_eq!(ids, ["0000000A", "0000000B", "0000000C", "0000000A"]);
         let (a, b, c) = (&all[0], &all[1], &all[2]);
+        assert_eq!(all[3].client_bytes, 0, "A again, in another run");
         assert_eq!((a.client_bytes, a.target_bytes), (1, 0));
         assert_eq!(a.closed_by, Some(Side::Target));
         let (items, bytes) = b.script.as_ref().expect("B is carried");
@@ -393,5 +393,17 @@ mod tests {
         assert_eq!(port_8[0].id, ConnId(*b"0000000C"));
         let named = plans(&[ConnId(*b"0000000B")], None);
         assert_eq!(named.len(), 1);
+        let mut later = Vec::new();
+        let select = Selection {
+            ids: vec![ConnId(*b"0000000A")],
+            port: None,
+            since: Some(Time::parse(b"2025-10-22T15:32:47.000010Z").unwrap()),
+        };
+        read_plans(&[Input::Bytes(log())], &select, |plan| {
+            later.push(plan.open);
+            true
+        })
+        .unwrap();
+        assert_eq!(later.len(), 1, "only the run since then");
     }
 }

@@ -19,8 +19,7 @@
 //!   read twice, is refused.
 //! - Memory is bounded by `--concurrency` × (a feed's channel, `conn`'s
 //!   `AHEAD_BYTES`, a pipe's pending bytes), plus the plans the first
-//!   reading holds (`feed::INLINE_BUDGET`, `feed::PLANS_AHEAD`) and one
-//!   ConnID per connection, to replay each once.
+//!   reading holds (`feed::INLINE_BUDGET`, `feed::PLANS_AHEAD`).
 //! - Each connection (`conn`) reuses the proxy's `Pipe::pump` both ways:
 //!   the captured client chunks to the socket, and the socket into
 //!   `compare`, whose backpressure holds the server while its captured
@@ -33,6 +32,7 @@ pub mod feed;
 
 use super::decode::{ConnId, Time};
 use super::input::{Input, Skipped};
+use super::pipeline::Selection;
 use super::{Error, extract};
 use crate::log::destination::Destination;
 use crate::log::{self, Log};
@@ -86,6 +86,8 @@ pub struct Settings {
 pub struct Options {
     pub ids: Vec<ConnId>,
     pub port: Option<u16>,
+    /// Only connections opened since then (MCP: this run's).
+    pub since: Option<Time>,
     /// The addresses of `--to`, tried in turn.
     pub addrs: Vec<SocketAddr>,
     pub settings: Settings,
@@ -224,27 +226,28 @@ pub fn replay(
         streaming: None,
         skipped: Skipped::default(),
     };
+    let select = Selection {
+        ids: options.ids.clone(),
+        port: options.port,
+        since: options.since,
+    };
     if options.ids.is_empty() {
-        plans.streaming = Some(feed::spawn_plans(
-            inputs.clone(),
-            options.port,
-            wake.clone(),
-        )?);
+        plans.streaming = Some(feed::spawn_plans(inputs.clone(), select, wake.clone())?);
     } else {
         // Named connections are few: check them all before any is replayed.
-        plans.skipped = feed::read_plans(&inputs, &options.ids, None, |plan| {
+        plans.skipped = feed::read_plans(&inputs, &select, |plan| {
             plans.ready.push_back(plan);
             true
         })?;
         for id in &options.ids {
-            match plans.ready.iter().find(|p| p.id == *id) {
-                None => return Err(extract::not_found(*id)),
-                Some(p) if p.client_bytes == 0 => {
-                    return Err(Error::Message(format!(
-                        "connection {id} has no client bytes to replay (`rawprox.exe follow {id}` shows it)"
-                    )));
-                }
-                Some(_) => {}
+            let mut named = plans.ready.iter().filter(|p| p.id == *id).peekable();
+            if named.peek().is_none() {
+                return Err(extract::not_found(*id));
+            }
+            if named.all(|p| p.client_bytes == 0) {
+                return Err(Error::Message(format!(
+                    "connection {id} has no client bytes to replay (`rawprox.exe follow {id}` shows it)"
+                )));
             }
         }
     }
