@@ -10,8 +10,8 @@ mod common;
 
 use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
-use rawprox::log::connid::ConnId;
-use rawprox::log::encode::{push_data, push_data_line, push_open_line};
+use rawprox::format::connid::ConnId;
+use rawprox::format::encode::{push_data, push_data_line, push_open_line};
 use rawprox::log::timefmt::LineClock;
 use std::hint::black_box;
 

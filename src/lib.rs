@@ -7,6 +7,7 @@
 pub mod cli;
 mod error;
 pub mod event_loop;
+pub mod format;
 pub mod log;
 pub mod mcp;
 pub mod proxy;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawprox::log::encode::{percent_decode, push_data};
+use rawprox::format::encode::{percent_decode, push_data};
 
 /// The character after each escaping backslash.
 fn escapes(text: &str) -> impl Iterator<Item = u8> + '_ {

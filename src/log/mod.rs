@@ -7,16 +7,15 @@
 
 pub mod arena;
 pub mod chunk;
-pub mod connid;
 pub mod destination;
-pub mod encode;
 pub mod timefmt;
 pub mod writer;
 pub mod writers;
 
+use crate::format::connid::{ConnId, ConnIdSeq};
+use crate::format::encode;
 use arena::{Arena, Route};
 use chunk::{CHUNK_BYTES, ChunkPool, PAGE_AHEAD, TRIM_AFTER};
-use connid::{ConnId, ConnIdSeq};
 use destination::{DestKey, Destination};
 use std::io;
 use std::sync::Arc;

@@ -5,9 +5,9 @@
 //! loop with the answer, so traffic and other requests go on meanwhile.
 
 use super::args;
+use crate::format::decode::{ConnId, Time};
 use crate::proxy::rule::{host_port, parse_target};
 use crate::read::Side;
-use crate::read::decode::{ConnId, Time};
 use crate::read::extract::{Conversation, conversation, not_found};
 use crate::read::follow::{is_mostly_text, push_hex_dump, push_text, visible};
 use crate::read::input::{Input, NO_LOGS, expand_within};

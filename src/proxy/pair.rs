@@ -5,8 +5,8 @@
 //! emptied the socket), so every edge is consumed and interest never needs
 //! editing.
 
+use crate::format::connid::ConnId;
 use crate::log::Log;
-use crate::log::connid::ConnId;
 use crate::log::timefmt::now_micros;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
 use crate::proxy::token::{Side, token};

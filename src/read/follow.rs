@@ -6,10 +6,10 @@
 //! running rawprox is a live view. The payload renderers are public for
 //! the MCP reading tools.
 
-use super::decode::{ConnId, Time};
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::{Error, Side};
+use crate::format::decode::{ConnId, Time};
 use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;

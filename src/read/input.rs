@@ -10,8 +10,8 @@
 //! tools, no link leads out of the run's directories (`expand_within`).
 
 use super::Error;
-use super::decode::{Bad, MAX_LINE_BYTES};
 use super::follow::visible;
+use crate::format::decode::{Bad, MAX_LINE_BYTES};
 use crate::sys::{self, FileId};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};

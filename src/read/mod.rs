@@ -6,7 +6,6 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `decode` | one line to a `Line`; the `data` string to bytes |
 //! | `input` | files, directories, stdin as a stream of lines; skipped lines |
 //! | `track` | connections held while streaming, retired after their close |
 //! | `pipeline` | inputs → lines → connection events: the one loop every sink runs on |
@@ -15,7 +14,6 @@
 //!
 //! The sinks print nothing of their own; the command line is `cli::read`.
 
-pub mod decode;
 pub mod extract;
 pub mod follow;
 pub mod input;
@@ -26,7 +24,7 @@ pub mod replay;
 pub mod track;
 
 pub use crate::error::Error;
-pub use decode::ConnId;
+pub use crate::format::decode::ConnId;
 
 /// A side of a connection. As an index: client 0, target 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,11 +9,11 @@
 //! link type RAW so IPv4 and IPv6 packets share it, enhanced packet blocks,
 //! name resolution blocks): four block types do not need a crate.
 
-use super::decode::{ConnId, Time};
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::track::Conn;
 use super::{Error, Side};
+use crate::format::decode::{ConnId, Time};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -21,9 +21,9 @@
 
 use super::Error;
 use super::Side;
-use super::decode::{ConnId, Line, Time, parse_line, peek_conn_id, peek_is_data};
 use super::input::{Input, Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
+use crate::format::decode::{ConnId, Line, Time, parse_line, peek_conn_id, peek_is_data};
 use std::ops::ControlFlow;
 
 /// Which connections to hand on: all when `ids` is empty, `port` and

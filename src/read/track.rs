@@ -9,7 +9,7 @@
 //! A new `open` with the same ConnID (another run) retires the old one.
 
 use super::Side;
-use super::decode::{ConnId, Time};
+use crate::format::decode::{ConnId, Time};
 use std::collections::{HashMap, VecDeque};
 
 /// How long, in log time, a closed connection waits for more lines.

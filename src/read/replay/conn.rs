@@ -12,8 +12,8 @@
 use super::compare::{Compare, Ended};
 use super::feed::{Item, Plan};
 use super::{Pace, Settings};
+use crate::format::connid::ConnId as LogId;
 use crate::log::Log;
-use crate::log::connid::ConnId as LogId;
 use crate::log::timefmt::now_micros;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
 use crate::read::Error;

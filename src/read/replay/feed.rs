@@ -14,11 +14,11 @@
 //! Both block when their channel is full: that is the backpressure that
 //! bounds memory by the connections replayed at once, not by the capture.
 
-use super::super::decode::{ConnId, Time};
 use super::super::extract::{self, scan};
 use super::super::input::{Input, Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
 use super::super::{Error, Side};
+use crate::format::decode::{ConnId, Time};
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -30,10 +30,10 @@ pub mod compare;
 pub mod conn;
 pub mod feed;
 
-use super::decode::{ConnId, Time};
 use super::input::{Input, Skipped};
 use super::pipeline::Selection;
 use super::{Error, extract};
+use crate::format::decode::{ConnId, Time};
 use crate::log::destination::Destination;
 use crate::log::{self, Log};
 use compare::{Ended, Excerpt, Verdict};

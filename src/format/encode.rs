@@ -10,7 +10,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod ssse3;
 
-use crate::log::connid::ConnId;
+use crate::format::connid::ConnId;
 use crate::log::timefmt::LineClock;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";

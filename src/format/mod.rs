@@ -1,0 +1,13 @@
+//! The line format (SPEC §4): what a log line is, written and read back.
+//! The proxy's log encodes lines with it and the read side decodes them;
+//! it knows nothing of sockets, the arena or the subcommands.
+//!
+//! | module | concern |
+//! |---|---|
+//! | `connid` | the ConnID and the sequence that hands them out |
+//! | `encode` | lines appended to a `Vec<u8>`, the `data` encoding (+ SIMD) |
+//! | `decode` | one line to a `Line`; the `data` string to bytes (+ SIMD) |
+
+pub mod connid;
+pub mod decode;
+pub mod encode;
