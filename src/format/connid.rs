@@ -1,6 +1,9 @@
-//! The ConnID sequence (SPEC §4): 8 base-62 digits, `0-9A-Za-z` in that order
-//! of value, starting from the microseconds since the epoch at start-up and
-//! counting up by one per logged `open`, wrapping past `zzzzzzzz`.
+//! The ConnID (SPEC §4): 8 base-62 digits, `0-9A-Za-z` in that order of
+//! value. The sequence starts from the microseconds since the epoch at
+//! start-up and counts up by one per logged `open`, wrapping past `zzzzzzzz`;
+//! a reader parses one back from its line.
+
+use std::fmt;
 
 const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -31,12 +34,26 @@ impl ConnIdSeq {
 }
 
 /// One ConnID, as its 8 ASCII characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub [u8; 8]);
 
 impl ConnId {
+    /// A ConnID as a line has it: 8 ASCII alphanumerics.
+    pub fn parse(text: &[u8]) -> Option<ConnId> {
+        let id: [u8; 8] = text.try_into().ok()?;
+        id.iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(ConnId(id))
+    }
+
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("ConnID digits are ASCII")
+        std::str::from_utf8(&self.0).expect("ConnIDs are ASCII alphanumerics")
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -10,6 +10,7 @@
 //! line (another field order, spaces, another tool's JSON) goes through
 //! `serde_json` and is judged by its fields.
 
+use super::connid::ConnId;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -127,29 +128,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// A ConnID: 8 base-62 characters (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub [u8; 8]);
-
-impl ConnId {
-    pub fn parse(text: &[u8]) -> Option<ConnId> {
-        let id: [u8; 8] = text.try_into().ok()?;
-        id.iter()
-            .all(u8::is_ascii_alphanumeric)
-            .then_some(ConnId(id))
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("ConnIDs are ASCII alphanumerics")
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// One decoded log line. Addresses borrow from the line when they can.

@@ -5,7 +5,8 @@
 //! loop with the answer, so traffic and other requests go on meanwhile.
 
 use super::args;
-use crate::format::decode::{ConnId, Time};
+use crate::format::connid::ConnId;
+use crate::format::decode::Time;
 use crate::proxy::rule::{host_port, parse_target};
 use crate::read::Side;
 use crate::read::extract::{Conversation, conversation, not_found};

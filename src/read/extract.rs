@@ -10,7 +10,8 @@
 use super::input::{Input, Skipped};
 use super::pipeline::{self, Selection};
 use super::{Error, Side};
-use crate::format::decode::{ConnId, Time};
+use crate::format::connid::ConnId;
+use crate::format::decode::Time;
 use std::io::Write;
 use std::ops::ControlFlow;
 

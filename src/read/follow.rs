@@ -9,7 +9,8 @@
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::{Error, Side};
-use crate::format::decode::{ConnId, Time};
+use crate::format::connid::ConnId;
+use crate::format::decode::Time;
 use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;

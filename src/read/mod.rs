@@ -24,7 +24,7 @@ pub mod replay;
 pub mod track;
 
 pub use crate::error::Error;
-pub use crate::format::decode::ConnId;
+pub use crate::format::connid::ConnId;
 
 /// A side of a connection. As an index: client 0, target 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,7 +9,8 @@
 //! A new `open` with the same ConnID (another run) retires the old one.
 
 use super::Side;
-use crate::format::decode::{ConnId, Time};
+use crate::format::connid::ConnId;
+use crate::format::decode::Time;
 use std::collections::{HashMap, VecDeque};
 
 /// How long, in log time, a closed connection waits for more lines.
