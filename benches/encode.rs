@@ -12,7 +12,7 @@ use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
 use rawprox::format::connid::ConnId;
 use rawprox::format::encode::{push_data, push_data_line, push_open_line};
-use rawprox::log::timefmt::LineClock;
+use rawprox::format::time::LineClock;
 use std::hint::black_box;
 
 const CHUNK: usize = 32 * 1024;

@@ -4,7 +4,7 @@
 //! in `run`.
 
 use super::{last_value, one_spelling};
-use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::log::filename::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::PortRule;
 use std::ffi::OsString;
 

@@ -5,7 +5,7 @@
 
 use super::{error_line, last_value, one_spelling};
 use crate::log::destination::{Destination, prepare_directory};
-use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::log::filename::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::{host_port, parse_target};
 use crate::read::extract::extract;
 use crate::read::follow::follow;

@@ -11,7 +11,7 @@ mod avx512;
 mod ssse3;
 
 use crate::format::connid::ConnId;
-use crate::log::timefmt::LineClock;
+use crate::format::time::LineClock;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 

@@ -5,9 +5,11 @@
 //! | module | concern |
 //! |---|---|
 //! | `connid` | the ConnID and the sequence that hands them out |
+//! | `time` | the time stamp, written and read, and its calendar |
 //! | `encode` | lines appended to a `Vec<u8>`, the `data` encoding (+ SIMD) |
 //! | `decode` | one line to a `Line`; the `data` string to bytes (+ SIMD) |
 
 pub mod connid;
 pub mod decode;
 pub mod encode;
+pub mod time;

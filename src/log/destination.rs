@@ -2,7 +2,7 @@
 //! files; how a destination is named; how a directory is prepared before
 //! logging there starts.
 
-use super::timefmt::FilenameFormat;
+use super::filename::FilenameFormat;
 use std::fs;
 use std::path::Path;
 

@@ -8,19 +8,19 @@
 pub mod arena;
 pub mod chunk;
 pub mod destination;
-pub mod timefmt;
+pub mod filename;
 pub mod writer;
 pub mod writers;
 
 use crate::format::connid::{ConnId, ConnIdSeq};
 use crate::format::encode;
+use crate::format::time::{LineClock, now_micros};
 use arena::{Arena, Route};
 use chunk::{CHUNK_BYTES, ChunkPool, PAGE_AHEAD, TRIM_AFTER};
 use destination::{DestKey, Destination};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timefmt::{LineClock, now_micros};
 use writer::{Chunk, FromWriter};
 use writers::Writers;
 
@@ -617,7 +617,7 @@ mod tests {
         assert_eq!(log.destination_keys(), [DestKey::Stdout]);
         let dir = Destination::Directory {
             dir: "unused".into(),
-            format: timefmt::FilenameFormat::parse("x.log").unwrap(),
+            format: filename::FilenameFormat::parse("x.log").unwrap(),
         };
         let log = Log::start(dir, wake, settings, endpoint).unwrap();
         let text = String::from_utf8(log.arena.to_bytes()).unwrap();

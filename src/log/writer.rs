@@ -11,7 +11,7 @@
 
 use super::chunk::paged_chunk;
 use super::destination::{DestKey, Destination};
-use super::timefmt::FilenameFormat;
+use super::filename::FilenameFormat;
 use crate::sys::WriteThrough;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

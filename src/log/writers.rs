@@ -386,7 +386,7 @@ fn push_span(spans: &mut Vec<Span>, stdout: bool, secs: u64, chunk: usize, range
 mod tests {
     use super::*;
     use crate::log::chunk::{CHUNK_BYTES, ChunkPool};
-    use crate::log::timefmt::FilenameFormat;
+    use crate::log::filename::FilenameFormat;
     use std::fs;
     use std::path::PathBuf;
 

@@ -6,7 +6,7 @@
 
 use super::args;
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use crate::proxy::rule::{host_port, parse_target};
 use crate::read::Side;
 use crate::read::extract::{Conversation, conversation, not_found};

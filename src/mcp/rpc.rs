@@ -7,7 +7,7 @@
 use super::args;
 use super::reading::{Capture, Query};
 use crate::log::destination::{DestKey, Destination};
-use crate::log::timefmt::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
+use crate::log::filename::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::PortRule;
 use serde_json::{Map, Value, json};
 

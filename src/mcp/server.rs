@@ -10,7 +10,7 @@ use super::conn::{Answer, McpConn, Next, Pending, Step};
 use super::http::{self, Request};
 use super::reading::Reader;
 use super::rpc::{self, Control, Outcome, Then};
-use crate::log::timefmt::now_micros;
+use crate::format::time::now_micros;
 use mio::net::TcpStream;
 use serde_json::Value;
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 //! editing.
 
 use crate::format::connid::ConnId;
+use crate::format::time::now_micros;
 use crate::log::Log;
-use crate::log::timefmt::now_micros;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
 use crate::proxy::token::{Side, token};
 use crate::proxy::unreachable::{self, Unreachable};

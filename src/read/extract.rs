@@ -11,7 +11,7 @@ use super::input::{Input, Skipped};
 use super::pipeline::{self, Selection};
 use super::{Error, Side};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::io::Write;
 use std::ops::ControlFlow;
 

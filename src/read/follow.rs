@@ -10,7 +10,7 @@ use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::{Error, Side};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;

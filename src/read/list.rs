@@ -8,7 +8,7 @@ use super::pipeline::{self, Event, Selection, events};
 use super::track::Conn;
 use super::{Error, Side};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::ControlFlow;

@@ -14,7 +14,7 @@ use super::pipeline::{Event, Selection, events};
 use super::track::Conn;
 use super::{Error, Side};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};

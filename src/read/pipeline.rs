@@ -24,7 +24,8 @@ use super::Side;
 use super::input::{Input, Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
 use crate::format::connid::ConnId;
-use crate::format::decode::{Line, Time, parse_line, peek_conn_id, peek_is_data};
+use crate::format::decode::{Line, parse_line, peek_conn_id, peek_is_data};
+use crate::format::time::Time;
 use std::ops::ControlFlow;
 
 /// Which connections to hand on: all when `ids` is empty, `port` and

@@ -10,7 +10,7 @@
 
 use super::Side;
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::collections::{HashMap, VecDeque};
 
 /// How long, in log time, a closed connection waits for more lines.

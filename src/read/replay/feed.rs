@@ -19,7 +19,7 @@ use super::super::input::{Input, Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
 use super::super::{Error, Side};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;

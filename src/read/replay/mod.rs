@@ -34,7 +34,7 @@ use super::input::{Input, Skipped};
 use super::pipeline::Selection;
 use super::{Error, extract};
 use crate::format::connid::ConnId;
-use crate::format::decode::Time;
+use crate::format::time::Time;
 use crate::log::destination::Destination;
 use crate::log::{self, Log};
 use compare::{Ended, Excerpt, Verdict};

@@ -1,68 +1,9 @@
-//! Time as rawprox writes it: the line timestamp (SPEC §4, UTC with six
-//! fractional digits) and the strftime subset of `--filename-format` (SPEC §5).
-//! Both work from microseconds since the Unix epoch; `time` does the calendar.
+//! The strftime subset of `--filename-format` (SPEC §5): a pattern parsed
+//! once, and the file name it gives for a second, from the line format's
+//! calendar.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-use time::OffsetDateTime;
-
-/// Microseconds since the Unix epoch, now. A clock before 1970 reads as 0.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-fn civil(unix_secs: u64) -> OffsetDateTime {
-    i64::try_from(unix_secs)
-        .ok()
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn push_digits(out: &mut Vec<u8>, value: u32, width: usize) {
-    let mut buf = [b'0'; 10];
-    let mut v = value;
-    for slot in buf[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    out.extend_from_slice(&buf[..width]);
-}
-
-/// Writes line timestamps, caching the `YYYY-MM-DDTHH:MM:SS.` part for the
-/// current second so a line costs six digits, not a calendar conversion.
-#[derive(Debug, Default)]
-pub struct LineClock {
-    cached_secs: Option<u64>,
-    prefix: Vec<u8>,
-}
-
-impl LineClock {
-    /// Appends `2025-10-22T15:32:47.123456Z` for `micros` to `out`.
-    pub fn push_time(&mut self, micros: u64, out: &mut Vec<u8>) {
-        let secs = micros / 1_000_000;
-        if self.cached_secs != Some(secs) {
-            self.prefix.clear();
-            let t = civil(secs);
-            push_digits(&mut self.prefix, t.year().clamp(0, 9999) as u32, 4);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, u8::from(t.month()) as u32, 2);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, t.day() as u32, 2);
-            self.prefix.push(b'T');
-            push_digits(&mut self.prefix, t.hour() as u32, 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, t.minute() as u32, 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, t.second() as u32, 2);
-            self.prefix.push(b'.');
-            self.cached_secs = Some(secs);
-        }
-        out.extend_from_slice(&self.prefix);
-        push_digits(out, (micros % 1_000_000) as u32, 6);
-        out.push(b'Z');
-    }
-}
+use crate::format::time::Civil;
+use std::fmt::Write;
 
 /// A parsed `--filename-format`: literal text and the supported specifiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,21 +98,22 @@ impl FilenameFormat {
 
     /// The file name for a line logged at `unix_secs` (UTC).
     pub fn render(&self, unix_secs: u64) -> String {
-        let t = civil(unix_secs);
-        let mut out = Vec::with_capacity(self.source.len() + 8);
+        let t = Civil::logged(unix_secs);
+        let mut out = String::with_capacity(self.source.len() + 8);
         for piece in &self.pieces {
             match piece {
-                Piece::Literal(s) => out.extend_from_slice(s.as_bytes()),
-                Piece::Year => push_digits(&mut out, t.year().clamp(0, 9999) as u32, 4),
-                Piece::Month => push_digits(&mut out, u8::from(t.month()) as u32, 2),
-                Piece::Day => push_digits(&mut out, t.day() as u32, 2),
-                Piece::Hour => push_digits(&mut out, t.hour() as u32, 2),
-                Piece::Minute => push_digits(&mut out, t.minute() as u32, 2),
-                Piece::Second => push_digits(&mut out, t.second() as u32, 2),
-                Piece::DayOfYear => push_digits(&mut out, t.ordinal() as u32, 3),
+                Piece::Literal(s) => out.write_str(s),
+                Piece::Year => write!(out, "{:04}", t.year),
+                Piece::Month => write!(out, "{:02}", t.month),
+                Piece::Day => write!(out, "{:02}", t.day),
+                Piece::Hour => write!(out, "{:02}", t.hour),
+                Piece::Minute => write!(out, "{:02}", t.minute),
+                Piece::Second => write!(out, "{:02}", t.second),
+                Piece::DayOfYear => write!(out, "{:03}", t.day_of_year()),
             }
+            .expect("writing to a String cannot fail");
         }
-        String::from_utf8(out).expect("literals come from a str and digits are ASCII")
+        out
     }
 }
 
@@ -181,24 +123,6 @@ mod tests {
 
     // 2025-10-22T15:32:47Z
     const SECS: u64 = 1_761_147_167;
-
-    #[test]
-    fn line_time_has_six_fraction_digits() {
-        let mut clock = LineClock::default();
-        let mut out = Vec::new();
-        clock.push_time(SECS * 1_000_000 + 123_456, &mut out);
-        assert_eq!(out, b"2025-10-22T15:32:47.123456Z");
-        out.clear();
-        // Same second, cached prefix, small fraction padded.
-        clock.push_time(SECS * 1_000_000 + 7, &mut out);
-        assert_eq!(out, b"2025-10-22T15:32:47.000007Z");
-        out.clear();
-        clock.push_time((SECS + 1) * 1_000_000, &mut out);
-        assert_eq!(out, b"2025-10-22T15:32:48.000000Z");
-        out.clear();
-        clock.push_time(0, &mut out);
-        assert_eq!(out, b"1970-01-01T00:00:00.000000Z");
-    }
 
     #[test]
     fn filename_specifiers() {
