@@ -3,6 +3,7 @@
 //! network happens on this thread; disk, stdout and name lookups happen on
 //! helper threads that wake it.
 
+use crate::format::side::Side;
 use crate::log::destination::Destination;
 use crate::log::{Log, News, Settings};
 use crate::mcp::conn::McpConn;
@@ -11,7 +12,7 @@ use crate::proxy::listener::{Accept, Listener, accept_from};
 use crate::proxy::pair::{Ctx, Pair, Phase, Status};
 use crate::proxy::pipe::READ_CHUNK;
 use crate::proxy::resolve::{Request, Resolved, Resolver};
-use crate::proxy::token::{self, SIGNALS, Side, WAKER};
+use crate::proxy::token::{self, SIGNALS, WAKER};
 use crate::proxy::unreachable::{self, Unreachable};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};

@@ -13,7 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use rawprox::format::decode::{Line, parse_line};
 use rawprox::read::input::{Input, Lines, Piece, expand, expand_within};
 use rawprox::read::pipeline::Selection;
-use rawprox::read::{ConnId, Side};
+use rawprox::format::connid::ConnId;
+use rawprox::format::side::Side;
 
 fuzz_target!(|input: &[u8]| {
     let mut lines = Lines::with_buffer(input, 4096);

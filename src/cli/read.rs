@@ -4,9 +4,12 @@
 //! rejection is one `Error:` line and exit 1 (2 for `replay`, SPEC §10).
 
 use super::{error_line, last_value, one_spelling};
+use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::log::destination::{Destination, prepare_directory};
 use crate::log::filename::{DEFAULT_FILENAME_FORMAT, FilenameFormat};
 use crate::proxy::rule::{host_port, parse_target};
+use crate::read::Error;
 use crate::read::extract::extract;
 use crate::read::follow::follow;
 use crate::read::input::{Input, Skipped, expand};
@@ -15,7 +18,6 @@ use crate::read::pcap::write_pcap;
 use crate::read::pipeline::Selection;
 use crate::read::replay::compare::Verdict;
 use crate::read::replay::{Options, Pace, Settings, replay};
-use crate::read::{ConnId, Error, Side};
 use std::ffi::OsString;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

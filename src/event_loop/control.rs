@@ -3,6 +3,7 @@
 //! progress the server (`mcp/server.rs`) needs to serve its connections.
 
 use super::{EventLoop, Slot, Stop};
+use crate::format::side::Side;
 use crate::log::destination::{self, DestKey, Destination};
 use crate::mcp::conn::McpConn;
 use crate::mcp::reading::Capture;
@@ -10,7 +11,7 @@ use crate::mcp::rpc::Control;
 use crate::mcp::server::{Host, Server};
 use crate::proxy::listener::Listener;
 use crate::proxy::rule::PortRule;
-use crate::proxy::token::{self, Side};
+use crate::proxy::token;
 use mio::Interest;
 
 impl EventLoop {

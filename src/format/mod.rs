@@ -5,6 +5,7 @@
 //! | module | concern |
 //! |---|---|
 //! | `connid` | the ConnID and the sequence that hands them out |
+//! | `side` | client and target |
 //! | `time` | the time stamp, written and read, and its calendar |
 //! | `encode` | lines appended to a `Vec<u8>`, the `data` encoding (+ SIMD) |
 //! | `decode` | one line to a `Line`; the `data` string to bytes (+ SIMD) |
@@ -12,4 +13,5 @@
 pub mod connid;
 pub mod decode;
 pub mod encode;
+pub mod side;
 pub mod time;

@@ -6,9 +6,9 @@
 
 use super::args;
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use crate::proxy::rule::{host_port, parse_target};
-use crate::read::Side;
 use crate::read::extract::{Conversation, conversation, not_found};
 use crate::read::follow::{is_mostly_text, push_hex_dump, push_text, visible};
 use crate::read::input::{Input, NO_LOGS, expand_within};

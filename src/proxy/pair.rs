@@ -6,10 +6,11 @@
 //! editing.
 
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::now_micros;
 use crate::log::Log;
 use crate::proxy::pipe::{End, Pipe, Pump, Turn};
-use crate::proxy::token::{Side, token};
+use crate::proxy::token::token;
 use crate::proxy::unreachable::{self, Unreachable};
 use mio::event::Event;
 use mio::net::TcpStream;

@@ -1,30 +1,13 @@
 //! Tokens: slab key and socket side packed as `key << 1 | side`, with the
-//! reserved tokens at the top of the range.
+//! reserved tokens at the top of the range. Listeners use `Side::Client`.
 
+use crate::format::side::Side;
 use mio::Token;
 
 /// Signals (SIGINT, SIGTERM) are readable.
 pub const SIGNALS: Token = Token(usize::MAX);
 /// A helper thread (resolver, writer) has news.
 pub const WAKER: Token = Token(usize::MAX - 1);
-
-/// Which socket of a slot an event is for. Listeners use `Client`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The accepted socket (or the listener itself).
-    Client = 0,
-    /// The socket rawprox opened to the target.
-    Target = 1,
-}
-
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Target,
-            Side::Target => Side::Client,
-        }
-    }
-}
 
 pub fn token(key: usize, side: Side) -> Token {
     Token(key << 1 | side as usize)

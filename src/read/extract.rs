@@ -7,10 +7,11 @@
 //! the ConnID at its fixed place and skipped without being parsed, so only
 //! this connection's lines are checked and counted when they do not decode.
 
+use super::Error;
 use super::input::{Input, Skipped};
 use super::pipeline::{self, Selection};
-use super::{Error, Side};
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::io::Write;
 use std::ops::ControlFlow;

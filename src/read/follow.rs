@@ -6,10 +6,11 @@
 //! running rawprox is a live view. The payload renderers are public for
 //! the MCP reading tools.
 
+use super::Error;
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
-use super::{Error, Side};
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::borrow::Cow;
 use std::io::Write;

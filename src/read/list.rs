@@ -2,12 +2,13 @@
 //! counts and how it ended; an aligned table for people or one JSON object
 //! per row. `connections` is the library side, for the MCP tools too.
 
+use super::Error;
 use super::follow::visible;
 use super::input::{Input, Skipped};
 use super::pipeline::{self, Event, Selection, events};
 use super::track::Conn;
-use super::{Error, Side};
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::collections::VecDeque;
 use std::io::Write;

@@ -1,8 +1,8 @@
 //! The read side (SPEC §9, §10): `list`, `follow`, `extract` and `pcap`
 //! turn NDJSON logs back into connections, conversations, bytes and
 //! packets; `replay` sends them to a server again.
-//! It shares only the line format with the proxy; nothing here touches the
-//! event loop, the arena or the writer.
+//! It shares only the line format (`crate::format`) with the proxy; nothing
+//! here touches the event loop, the arena or the writer.
 //!
 //! | module | concern |
 //! |---|---|
@@ -24,35 +24,3 @@ pub mod replay;
 pub mod track;
 
 pub use crate::error::Error;
-pub use crate::format::connid::ConnId;
-
-/// A side of a connection. As an index: client 0, target 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    Client = 0,
-    Target = 1,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Target => "target",
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Target,
-            Side::Target => Side::Client,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Side> {
-        match text {
-            "client" => Some(Side::Client),
-            "target" => Some(Side::Target),
-            _ => None,
-        }
-    }
-}

@@ -9,11 +9,12 @@
 //! link type RAW so IPv4 and IPv6 packets share it, enhanced packet blocks,
 //! name resolution blocks): four block types do not need a crate.
 
+use super::Error;
 use super::input::{Input, Skipped};
 use super::pipeline::{Event, Selection, events};
 use super::track::Conn;
-use super::{Error, Side};
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::collections::HashMap;
 use std::io::Write;

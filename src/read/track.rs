@@ -8,8 +8,8 @@
 //! last line (or until `MAX_CLOSED` closed ones are held), then is retired.
 //! A new `open` with the same ConnID (another run) retires the old one.
 
-use super::Side;
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::collections::{HashMap, VecDeque};
 

@@ -14,11 +14,12 @@
 //! Both block when their channel is full: that is the backpressure that
 //! bounds memory by the connections replayed at once, not by the capture.
 
+use super::super::Error;
 use super::super::extract::{self, scan};
 use super::super::input::{Input, Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
-use super::super::{Error, Side};
 use crate::format::connid::ConnId;
+use crate::format::side::Side;
 use crate::format::time::Time;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
