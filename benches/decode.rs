@@ -13,7 +13,7 @@ mod common;
 
 use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
-use rawprox::format::decode::{Line, parse_line};
+use rawprox::format::decode::line::{Line, parse_line};
 use std::hint::black_box;
 
 const CHUNK: usize = 32 * 1024;

@@ -4,7 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawprox::format::encode::{percent_decode, push_data};
+use rawprox::format::encode::push_data;
+
+/// SPEC §4's encoding and its inverse, shared with the tests.
+#[allow(dead_code)]
+#[path = "../../tests/util/reference.rs"]
+mod reference;
 
 /// The character after each escaping backslash.
 fn escapes(text: &str) -> impl Iterator<Item = u8> + '_ {
@@ -26,5 +31,5 @@ fuzz_target!(|input: &[u8]| {
     let text = std::str::from_utf8(&out).expect("ASCII is UTF-8");
     assert!(escapes(text).all(|e| matches!(e, b'"' | b'\\' | b't' | b'n' | b'r')), "only JSON's short escapes, never \\u");
     let decoded: String = serde_json::from_str(&format!("\"{text}\"")).expect("a valid JSON string body");
-    assert_eq!(percent_decode(&decoded).expect("well-formed percent escapes"), input);
+    assert_eq!(reference::percent_decode(&decoded), input, "well-formed percent escapes, the input back");
 });

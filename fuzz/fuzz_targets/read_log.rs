@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawprox::format::decode::{Line, parse_line};
+use rawprox::format::decode::line::{Line, parse_line};
 use rawprox::read::input::{Input, Lines, Piece, expand, expand_within};
 use rawprox::read::pipeline::Selection;
 use rawprox::format::connid::ConnId;

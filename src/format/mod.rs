@@ -15,3 +15,9 @@ pub mod decode;
 pub mod encode;
 pub mod side;
 pub mod time;
+
+/// The `data` encoding written from SPEC §4 alone, shared with the
+/// black-box tests: what the encoder and the decoder are tested against.
+#[cfg(test)]
+#[path = "../../tests/util/reference.rs"]
+mod reference;

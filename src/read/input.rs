@@ -11,7 +11,7 @@
 
 use super::Error;
 use super::follow::visible;
-use crate::format::decode::{Bad, MAX_LINE_BYTES};
+use crate::format::decode::bad::{Bad, MAX_LINE_BYTES};
 use crate::sys::{self, FileId};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};

@@ -23,7 +23,7 @@ use super::Error;
 use super::input::{Input, Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
 use crate::format::connid::ConnId;
-use crate::format::decode::{Line, parse_line, peek_conn_id, peek_is_data};
+use crate::format::decode::line::{Line, parse_line, peek_conn_id, peek_is_data};
 use crate::format::side::Side;
 use crate::format::time::Time;
 use std::ops::ControlFlow;

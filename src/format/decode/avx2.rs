@@ -1,10 +1,9 @@
 //! `sse.rs`'s block decoder, 32 bytes of text at a time with AVX2: the same
 //! masks and escapes built in place, on twice the width; the squeeze stays
 //! 8 bytes at a time (AVX2 shuffles within 16-byte lanes). Checked against
-//! the scalar decoder in the tests of `decode.rs`.
+//! the scalar decoder in the tests of `data.rs`.
 
-use super::escaped_bytes;
-use super::sse::{COMPRESS, ESCAPE_TABLES};
+use super::sse::{COMPRESS, ESCAPE_TABLES, escaped_bytes};
 use std::arch::x86_64::*;
 
 /// True when this CPU can run `decode_blocks`.

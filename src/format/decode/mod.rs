@@ -1,0 +1,27 @@
+//! One log line in, one `Line` out (SPEC §4): the line decoder that `list`,
+//! `follow`, `extract`, `pcap`, the fuzz target, the bench and the MCP
+//! reading tools share. It knows the line format only; what a line means for
+//! a connection is the callers' business.
+//!
+//! Lines as rawprox writes them (fixed field order, compact) go through a
+//! fast path that borrows from the line and leaves the `data` string
+//! encoded: decoding it is a second, separate step (`Data::decode_in`),
+//! so a reader that skips a connection never pays for its bytes. Any other
+//! line (another field order, spaces, another tool's JSON) goes through
+//! `serde_json` and is judged by its fields.
+//!
+//! | module | concern |
+//! |---|---|
+//! | `line` | one line to a `Line`: the fast path and the `serde_json` one |
+//! | `data` | a `data` string to bytes: the scalar decoder and its dispatch |
+//! | `sse`, `avx2` | block decoders for the `data` string, 16 and 32 bytes wide |
+//! | `bad` | why a line was skipped |
+
+pub mod bad;
+pub mod data;
+pub mod line;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod sse;
