@@ -11,6 +11,7 @@ mod avx512;
 mod ssse3;
 
 use crate::format::connid::ConnId;
+use crate::format::fields;
 use crate::format::time::LineClock;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -156,9 +157,9 @@ fn push_through_table(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn push_head(out: &mut Vec<u8>, clock: &mut LineClock, micros: u64, id: &ConnId) {
-    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(fields::TIME);
     clock.push_time(micros, out);
-    out.extend_from_slice(b"\",\"ConnID\":\"");
+    out.extend_from_slice(fields::CONN_ID);
     out.extend_from_slice(&id.0);
 }
 
@@ -179,11 +180,15 @@ fn push_decimal(out: &mut Vec<u8>, n: u16) {
 }
 
 fn push_from_to(out: &mut Vec<u8>, from: &str, to: &str) {
-    out.extend_from_slice(b"\",\"from\":\"");
+    out.extend_from_slice(fields::FROM);
     out.extend_from_slice(from.as_bytes());
-    out.extend_from_slice(b"\",\"to\":\"");
+    out.extend_from_slice(fields::TO);
     out.extend_from_slice(to.as_bytes());
-    out.push(b'"');
+}
+
+fn push_event(out: &mut Vec<u8>, event: &str) {
+    out.extend_from_slice(fields::EVENT);
+    out.extend_from_slice(event.as_bytes());
 }
 
 /// `{"time":…,"ConnID":…,"event":"open","from":…,"to":…,"listen_port":N}`
@@ -197,9 +202,9 @@ pub fn push_open_line(
     listen_port: u16,
 ) {
     push_head(out, clock, micros, id);
-    out.extend_from_slice(b"\",\"event\":\"open");
+    push_event(out, fields::OPEN);
     push_from_to(out, from, to);
-    out.extend_from_slice(b",\"listen_port\":");
+    out.extend_from_slice(fields::LISTEN_PORT);
     push_decimal(out, listen_port);
     out.extend_from_slice(b"}\n");
 }
@@ -215,10 +220,11 @@ pub fn push_data_line(
     to: &str,
 ) {
     push_head(out, clock, micros, id);
-    out.extend_from_slice(b"\",\"data\":\"");
+    out.extend_from_slice(fields::DATA);
     push_data(out, data);
     push_from_to(out, from, to);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(fields::END);
+    out.push(b'\n');
 }
 
 /// `{"time":…,"ConnID":…,"event":"close","from":…,"to":…}`
@@ -231,9 +237,10 @@ pub fn push_close_line(
     to: &str,
 ) {
     push_head(out, clock, micros, id);
-    out.extend_from_slice(b"\",\"event\":\"close");
+    push_event(out, fields::CLOSE);
     push_from_to(out, from, to);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(fields::END);
+    out.push(b'\n');
 }
 
 /// A control event (SPEC §7): `{"time":…,"event":NAME,"directory":…[,"filename_format":…]}`.
@@ -246,14 +253,13 @@ pub fn push_logging_event(
     directory: Option<&str>,
     filename_format: Option<&str>,
 ) {
-    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(fields::TIME);
     clock.push_time(micros, out);
-    out.extend_from_slice(b"\",\"event\":\"");
-    out.extend_from_slice(event.as_bytes());
-    out.extend_from_slice(b"\",\"directory\":");
+    push_event(out, event);
+    out.extend_from_slice(fields::DIRECTORY);
     push_json_value(out, &directory.map_or(serde_json::Value::Null, Into::into));
     if let Some(format) = filename_format {
-        out.extend_from_slice(b",\"filename_format\":");
+        out.extend_from_slice(fields::FILENAME_FORMAT);
         push_json_value(out, &format.into());
     }
     out.extend_from_slice(b"}\n");
@@ -261,9 +267,10 @@ pub fn push_logging_event(
 
 /// `{"time":…,"event":"mcp-ready","endpoint":"http://127.0.0.1:PORT/mcp"}` (SPEC §7).
 pub fn push_mcp_ready(out: &mut Vec<u8>, clock: &mut LineClock, micros: u64, endpoint: &str) {
-    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(fields::TIME);
     clock.push_time(micros, out);
-    out.extend_from_slice(b"\",\"event\":\"mcp-ready\",\"endpoint\":");
+    push_event(out, fields::MCP_READY);
+    out.extend_from_slice(fields::ENDPOINT);
     push_json_value(out, &endpoint.into());
     out.extend_from_slice(b"}\n");
 }

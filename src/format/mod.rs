@@ -5,6 +5,7 @@
 //! | module | concern |
 //! |---|---|
 //! | `connid` | the ConnID and the sequence that hands them out |
+//! | `fields` | the field names and their order, for the encoder and the decoder |
 //! | `side` | client and target |
 //! | `time` | the time stamp, written and read, and its calendar |
 //! | `encode` | lines appended to a `Vec<u8>`, the `data` encoding (+ SIMD) |
@@ -13,6 +14,7 @@
 pub mod connid;
 pub mod decode;
 pub mod encode;
+pub mod fields;
 pub mod side;
 pub mod time;
 

@@ -14,6 +14,7 @@ pub mod writers;
 
 use crate::format::connid::{ConnId, ConnIdSeq};
 use crate::format::encode;
+use crate::format::fields;
 use crate::format::time::{LineClock, now_micros};
 use arena::{Arena, Route};
 use chunk::{CHUNK_BYTES, ChunkPool, PAGE_AHEAD, TRIM_AFTER};
@@ -244,7 +245,7 @@ impl Log {
             Destination::Stdout => (None, None),
             Destination::Directory { dir, format } => (Some(dir.as_str()), Some(format.source())),
         };
-        self.logging_event(&key, "start-logging", directory, format);
+        self.logging_event(&key, fields::START_LOGGING, directory, format);
         if let Some(dir) = directory
             && !self.directories_this_run.iter().any(|d| d == dir)
         {
@@ -273,7 +274,7 @@ impl Log {
             Destination::Stdout => None,
             Destination::Directory { dir, .. } => Some(dir.as_str()),
         };
-        self.logging_event(key, "stop-logging", directory, None);
+        self.logging_event(key, fields::STOP_LOGGING, directory, None);
         self.note_pending();
         self.arena.remove_destination(key.clone());
         Ok(())

@@ -7,6 +7,7 @@
 use super::bad::Bad;
 use super::data::Data;
 use crate::format::connid::ConnId;
+use crate::format::fields;
 use crate::format::time::{TIME_LEN, Time};
 use std::borrow::Cow;
 
@@ -52,10 +53,8 @@ impl Line<'_> {
     }
 }
 
-const TIME_KEY: &[u8] = b"{\"time\":\"";
-const ID_KEY: &[u8] = b"\",\"ConnID\":\"";
 /// Where the ConnID starts and ends in a line rawprox wrote.
-const ID_AT: usize = TIME_KEY.len() + TIME_LEN + ID_KEY.len();
+const ID_AT: usize = fields::TIME.len() + TIME_LEN + fields::CONN_ID.len();
 const AFTER_ID: usize = ID_AT + 8;
 
 /// The ConnID of a line as rawprox writes it, read from its fixed place
@@ -63,8 +62,8 @@ const AFTER_ID: usize = ID_AT + 8;
 /// the speed of finding newlines. `None` means "parse it to know".
 pub fn peek_conn_id(line: &[u8]) -> Option<ConnId> {
     if line.len() > AFTER_ID
-        && line.starts_with(TIME_KEY)
-        && &line[TIME_KEY.len() + TIME_LEN..ID_AT] == ID_KEY
+        && line.starts_with(fields::TIME)
+        && &line[fields::TIME.len() + TIME_LEN..ID_AT] == fields::CONN_ID
     {
         ConnId::parse(&line[ID_AT..AFTER_ID])
     } else {
@@ -75,7 +74,7 @@ pub fn peek_conn_id(line: &[u8]) -> Option<ConnId> {
 /// True when `line` (as rawprox writes it) is a data line: with
 /// `peek_conn_id`, enough to skip it unparsed.
 pub fn peek_is_data(line: &[u8]) -> bool {
-    line.get(AFTER_ID..AFTER_ID + 10) == Some(b"\",\"data\":\"")
+    line.get(AFTER_ID..AFTER_ID + fields::DATA.len()) == Some(fields::DATA)
 }
 
 /// Decodes one line (without its `\n`; a trailing `\r` is allowed). The
@@ -120,7 +119,7 @@ impl<'a> Cursor<'a> {
     /// is not searched at all. An unescaped `"` inside it (not a line
     /// rawprox wrote) is found by the decoder, which rejects it.
     fn data_and_addresses(&mut self) -> Option<(&'a [u8], &'a str, &'a str)> {
-        let rest = self.line.get(self.at..)?.strip_suffix(b"\"}")?;
+        let rest = self.line.get(self.at..)?.strip_suffix(fields::END)?;
         let plain = |s: &'a [u8]| {
             s.iter()
                 .all(|b| (0x20..0x7F).contains(b) && *b != b'\\')
@@ -129,10 +128,10 @@ impl<'a> Cursor<'a> {
         };
         let to_at = memchr::memrchr(b'"', rest)?;
         let to = plain(&rest[to_at + 1..])?;
-        let rest = rest[..=to_at].strip_suffix(b"\",\"to\":\"")?;
+        let rest = rest[..=to_at].strip_suffix(fields::TO)?;
         let from_at = memchr::memrchr(b'"', rest)?;
         let from = plain(&rest[from_at + 1..])?;
-        let text = rest[..=from_at].strip_suffix(b"\",\"from\":\"")?;
+        let text = rest[..=from_at].strip_suffix(fields::FROM)?;
         // An odd run of backslashes at the end escapes the quote after it:
         // then this is not the string's end.
         let backslashes = text.iter().rev().take_while(|&&b| b == b'\\').count();
@@ -146,56 +145,49 @@ impl<'a> Cursor<'a> {
 
 fn fast_parse(line: &[u8]) -> Option<Line<'_>> {
     let conn_id = peek_conn_id(line)?;
-    let time = Time::parse(&line[TIME_KEY.len()..TIME_KEY.len() + TIME_LEN])?;
+    let time = Time::parse(&line[fields::TIME.len()..fields::TIME.len() + TIME_LEN])?;
     let mut c = Cursor { line, at: AFTER_ID };
-    c.expect(b"\",\"")?;
-    match line.get(c.at)? {
-        b'd' => {
-            c.expect(b"data\":\"")?;
-            let (text, from, to) = c.data_and_addresses()?;
-            (c.at == line.len()).then_some(Line::Data {
-                time,
-                conn_id,
-                data: Data::as_written(text),
-                from: Cow::Borrowed(from),
-                to: Cow::Borrowed(to),
-            })
-        }
-        b'e' => {
-            c.expect(b"event\":\"")?;
-            let open = match line.get(c.at)? {
-                b'o' => c.expect(b"open").map(|_| true)?,
-                _ => c.expect(b"close").map(|_| false)?,
-            };
-            c.expect(b"\",\"from\":\"")?;
-            let from = Cow::Borrowed(c.plain_str()?);
-            c.expect(b"\",\"to\":\"")?;
-            let to = Cow::Borrowed(c.plain_str()?);
-            if !open {
-                c.expect(b"\"}")?;
-                return (c.at == line.len()).then_some(Line::Close {
-                    time,
-                    conn_id,
-                    from,
-                    to,
-                });
-            }
-            c.expect(b"\",\"listen_port\":")?;
-            let digits = line.get(c.at..line.len().checked_sub(1)?)?;
-            if line.last() != Some(&b'}') || digits.is_empty() || digits.len() > 5 {
-                return None;
-            }
-            let listen_port = std::str::from_utf8(digits).ok()?.parse().ok()?;
-            Some(Line::Open {
-                time,
-                conn_id,
-                from,
-                to,
-                listen_port,
-            })
-        }
-        _ => None,
+    if c.expect(fields::DATA).is_some() {
+        let (text, from, to) = c.data_and_addresses()?;
+        return (c.at == line.len()).then_some(Line::Data {
+            time,
+            conn_id,
+            data: Data::as_written(text),
+            from: Cow::Borrowed(from),
+            to: Cow::Borrowed(to),
+        });
     }
+    c.expect(fields::EVENT)?;
+    let open = match c.expect(fields::OPEN.as_bytes()) {
+        Some(()) => true,
+        None => c.expect(fields::CLOSE.as_bytes()).map(|()| false)?,
+    };
+    c.expect(fields::FROM)?;
+    let from = Cow::Borrowed(c.plain_str()?);
+    c.expect(fields::TO)?;
+    let to = Cow::Borrowed(c.plain_str()?);
+    if !open {
+        c.expect(fields::END)?;
+        return (c.at == line.len()).then_some(Line::Close {
+            time,
+            conn_id,
+            from,
+            to,
+        });
+    }
+    c.expect(fields::LISTEN_PORT)?;
+    let digits = line.get(c.at..line.len().checked_sub(1)?)?;
+    if line.last() != Some(&b'}') || digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    let listen_port = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(Line::Open {
+        time,
+        conn_id,
+        from,
+        to,
+        listen_port,
+    })
 }
 
 /// Any JSON: judged by its fields, in any order.
@@ -211,8 +203,8 @@ fn slow_parse(line: &[u8]) -> Result<Line<'_>, Bad> {
     };
     let Some(id) = fields.get("ConnID") else {
         return Ok(match fields.get("event").and_then(Value::as_str) {
-            Some("start-logging") => Line::RunStart,
-            Some("stop-logging") => Line::RunEnd,
+            Some(fields::START_LOGGING) => Line::RunStart,
+            Some(fields::STOP_LOGGING) => Line::RunEnd,
             _ => Line::Other,
         });
     };
@@ -244,7 +236,7 @@ fn slow_parse(line: &[u8]) -> Result<Line<'_>, Bad> {
         });
     }
     match fields.get("event").and_then(Value::as_str) {
-        Some("open") => {
+        Some(fields::OPEN) => {
             let listen_port = fields
                 .get("listen_port")
                 .and_then(Value::as_u64)
@@ -258,7 +250,7 @@ fn slow_parse(line: &[u8]) -> Result<Line<'_>, Bad> {
                 listen_port,
             })
         }
-        Some("close") => Ok(Line::Close {
+        Some(fields::CLOSE) => Ok(Line::Close {
             time,
             conn_id,
             from,
