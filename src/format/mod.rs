@@ -23,3 +23,6 @@ pub mod time;
 #[cfg(test)]
 #[path = "../../tests/util/reference.rs"]
 mod reference;
+
+#[cfg(test)]
+mod tests;
