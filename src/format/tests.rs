@@ -221,11 +221,7 @@ fn every_line_the_encoder_writes_takes_the_fast_path_back() {
     for line in &traffic {
         line.push(&mut log, &mut clock);
     }
-    let lines: Vec<&[u8]> = log
-        .strip_suffix(b"\n")
-        .expect("a last newline")
-        .split(|&b| b == b'\n')
-        .collect();
+    let lines = split_lines(&log);
     assert_eq!(
         lines.len(),
         traffic.len(),
@@ -240,48 +236,38 @@ fn every_line_the_encoder_writes_takes_the_fast_path_back() {
 /// `serde_json`, which tells a run's start and end from the rest.
 #[test]
 fn control_events_decode_as_what_they_are() {
-    let mut clock = LineClock::default();
-    let micros = MOMENTS[1];
-    let events: [(&dyn Fn(&mut Vec<u8>, &mut LineClock), Line); 5] = [
-        (
-            &|out, clock| push_mcp_ready(out, clock, micros, "http://127.0.0.1:1234/mcp"),
-            Line::Other,
-        ),
-        (
-            &|out, clock| {
-                push_logging_event(
-                    out,
-                    clock,
-                    micros,
-                    START_LOGGING,
-                    Some("./lo\"gs"),
-                    Some("%Y.log"),
-                )
-            },
-            Line::RunStart,
-        ),
-        (
-            &|out, clock| push_logging_event(out, clock, micros, START_LOGGING, None, None),
-            Line::RunStart,
-        ),
-        (
-            &|out, clock| push_logging_event(out, clock, micros, STOP_LOGGING, Some("logs"), None),
-            Line::RunEnd,
-        ),
-        (
-            &|out, clock| push_logging_event(out, clock, micros, STOP_LOGGING, None, None),
-            Line::RunEnd,
-        ),
+    let (clock, micros) = (&mut LineClock::default(), MOMENTS[1]);
+    let mut log = Vec::new();
+    push_mcp_ready(&mut log, clock, micros, "http://127.0.0.1:1234/mcp");
+    push_logging_event(
+        &mut log,
+        clock,
+        micros,
+        START_LOGGING,
+        Some("./lo\"gs"),
+        Some("%Y.log"),
+    );
+    push_logging_event(&mut log, clock, micros, START_LOGGING, None, None);
+    push_logging_event(&mut log, clock, micros, STOP_LOGGING, Some("logs"), None);
+    push_logging_event(&mut log, clock, micros, STOP_LOGGING, None, None);
+    let want = [
+        Line::Other,
+        Line::RunStart,
+        Line::RunStart,
+        Line::RunEnd,
+        Line::RunEnd,
     ];
-    for (push, want) in events {
-        let mut out = Vec::new();
-        push(&mut out, &mut clock);
-        let line = out
-            .strip_suffix(b"\n")
-            .expect("one newline-terminated line");
+    let lines = split_lines(&log);
+    assert_eq!(lines.len(), want.len(), "one line each, newline-terminated");
+    for (line, want) in lines.into_iter().zip(want) {
         let shown = String::from_utf8_lossy(line);
-        assert!(!line.contains(&b'\n'), "{shown}");
         assert_eq!(fast_parse(line), None, "{shown}");
         assert_eq!(parse_line(line), Ok(want), "{shown}");
     }
+}
+
+/// The lines of a log, each of which ends in a newline.
+fn split_lines(log: &[u8]) -> Vec<&[u8]> {
+    let body = log.strip_suffix(b"\n").expect("a last newline");
+    body.split(|&b| b == b'\n').collect()
 }
