@@ -64,13 +64,10 @@ const MOMENTS: [u64; 5] = [
     253_402_300_799_999_999,
 ];
 
-fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    }
+/// Bytes spread over every value, the same on every run (Fibonacci
+/// hashing of the position).
+fn scrambled(i: usize) -> u8 {
+    ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
 }
 
 /// Payloads of every byte value (alone, and all in a row both ways) and
@@ -78,7 +75,6 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
 /// under 16, 16, 31, 32, 33, 64, 32 KiB), as text, binary, a mix of the
 /// two, and nothing but bytes that need an escape.
 fn payloads() -> Vec<Vec<u8>> {
-    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let mut all: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     all.push((0..=255u8).collect());
     all.push((0..=255u8).rev().collect());
@@ -86,10 +82,10 @@ fn payloads() -> Vec<Vec<u8>> {
     let escapes = b"\"\\%\t\n\r\x00\x1F\x7F\x80\xFF";
     for len in [0, 1, 15, 16, 31, 32, 33, 64, 32 * 1024] {
         let text: Vec<u8> = http.iter().copied().cycle().take(len).collect();
-        let binary: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let binary: Vec<u8> = (0..len).map(|i| scrambled(i + len)).collect();
         let mixed: Vec<u8> = (0..len)
-            .map(|i| match next() % 8 {
-                0 => next() as u8,
+            .map(|i| match scrambled(i) % 8 {
+                0 => scrambled(i + 1),
                 _ => http[i % http.len()],
             })
             .collect();

@@ -42,18 +42,18 @@ impl LineClock {
         if self.cached_secs != Some(secs) {
             self.prefix.clear();
             let t = Civil::logged(secs);
-            push_digits(&mut self.prefix, t.year as u32, 4);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, t.month as u32, 2);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, t.day as u32, 2);
-            self.prefix.push(b'T');
-            push_digits(&mut self.prefix, t.hour as u32, 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, t.minute as u32, 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, t.second as u32, 2);
-            self.prefix.push(b'.');
+            let parts = [
+                (t.year, 4, b'-'),
+                (t.month, 2, b'-'),
+                (t.day, 2, b'T'),
+                (t.hour, 2, b':'),
+                (t.minute, 2, b':'),
+                (t.second, 2, b'.'),
+            ];
+            for (value, width, then) in parts {
+                push_digits(&mut self.prefix, value as u32, width);
+                self.prefix.push(then);
+            }
             self.cached_secs = Some(secs);
         }
         out.extend_from_slice(&self.prefix);
@@ -251,7 +251,7 @@ mod tests {
             let time = Time::parse(&out).expect("a time stamp");
             assert_eq!(time, Time(micros as i64));
             assert_eq!(time.to_string().as_bytes(), &out[..]);
-            micros += 7 * 86_400_000_000 - 1 - micros % 7_777_777;
+            micros += 13 * 86_400_000_000 - 1 - micros % 7_777_777;
         }
         out.clear();
         clock.push_time(LAST_LOGGED_SECS * 1_000_000 + 999_999, &mut out);
