@@ -1,6 +1,7 @@
 //! NDJSON traffic lines (SPEC §4), appended straight to a `Vec<u8>` with no
 //! intermediate `String`. The field order is fixed, so lines are written by
-//! hand; `serde_json` is kept for the rare control events.
+//! hand from the pieces in `fields.rs`, which the decoder's fast path
+//! expects too; `serde_json` is kept for the control events' strings.
 //!
 //! Address strings are trusted: client addresses come from `SocketAddr` and
 //! targets from a validated `PortRule`, neither holds `"` or `\`.

@@ -1,14 +1,14 @@
-//! One log line in, one `Line` out (SPEC §4): the line decoder that `list`,
-//! `follow`, `extract`, `pcap`, the fuzz target, the bench and the MCP
-//! reading tools share. It knows the line format only; what a line means for
-//! a connection is the callers' business.
+//! One log line in, one `Line` out (SPEC §4): the line decoder that the
+//! read side, the MCP reading tools, the fuzz target and the bench share.
+//! It knows the line format only; what a line means for a connection is
+//! the callers' business.
 //!
-//! Lines as rawprox writes them (fixed field order, compact) go through a
-//! fast path that borrows from the line and leaves the `data` string
-//! encoded: decoding it is a second, separate step (`Data::decode_in`),
-//! so a reader that skips a connection never pays for its bytes. Any other
-//! line (another field order, spaces, another tool's JSON) goes through
-//! `serde_json` and is judged by its fields.
+//! Lines as rawprox writes them (the field order of `fields.rs`, compact)
+//! go through a fast path that borrows from the line and leaves the `data`
+//! string encoded: decoding it is a second, separate step
+//! (`Data::decode_in`), so a reader that skips a connection never pays for
+//! its bytes. Any other line (another field order, spaces, another tool's
+//! JSON) goes through `serde_json` and is judged by its fields.
 //!
 //! | module | concern |
 //! |---|---|
