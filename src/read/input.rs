@@ -12,6 +12,8 @@
 use super::Error;
 use super::follow::visible;
 use crate::format::decode::bad::{Bad, MAX_LINE_BYTES};
+use crate::format::fields;
+use crate::format::time::TIME_LEN;
 use crate::sys::{self, FileId};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -671,9 +673,8 @@ fn merge(
 /// The time stamp at the start of a line as rawprox writes it: its text
 /// sorts in time order.
 fn line_time(line: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = b"{\"time\":\"";
-    let time = line.strip_prefix(KEY)?.get(..27)?;
-    (time[26] == b'Z').then_some(time)
+    let time = line.strip_prefix(fields::TIME)?.get(..TIME_LEN)?;
+    (time[TIME_LEN - 1] == b'Z').then_some(time)
 }
 
 /// The lines of some inputs, one after the other.
