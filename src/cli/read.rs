@@ -183,18 +183,7 @@ fn run(mut args: Vec<OsString>) -> Result<Skipped, Error> {
         }
         _ => None,
     };
-    let mut free = Vec::new();
-    for arg in args.finish() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| Error::Message(format!("argument {a:?} is not valid UTF-8")))?;
-        if arg.starts_with('-') && arg != "-" {
-            return Err(Error::Message(format!(
-                "unknown option '{arg}' for {command} (see rawprox.exe {command} --help)"
-            )));
-        }
-        free.push(arg);
-    }
+    let free = free_arguments(args, &command)?;
     match command.as_str() {
         "list" => {
             let inputs = open_inputs(&free)?;
@@ -388,18 +377,7 @@ fn parse_replay(args: Vec<OsString>) -> Result<Option<ReplayArgs>, Error> {
         _ => Ok(text.to_owned()),
     })
     .map_err(message)?;
-    let mut free = Vec::new();
-    for arg in args.finish() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| Error::Message(format!("argument {a:?} is not valid UTF-8")))?;
-        if arg.starts_with('-') && arg != "-" {
-            return Err(Error::Message(format!(
-                "unknown option '{arg}' for replay (see rawprox.exe replay --help)"
-            )));
-        }
-        free.push(arg);
-    }
+    let free = free_arguments(args, "replay")?;
     let Some((to, host, to_port)) = to else {
         return Err(Error::Message(
             "replay needs --to HOST:PORT, the server to replay to (it never goes to the captured target unless named)".into(),
@@ -517,6 +495,24 @@ fn log_destination(spec: &str, inputs: &[Input]) -> Result<Destination, Error> {
         dir: dir.to_owned(),
         format,
     })
+}
+
+/// The arguments left when the options are taken: ConnIDs and inputs. An
+/// option left over is one `command` does not have.
+fn free_arguments(args: pico_args::Arguments, command: &str) -> Result<Vec<String>, Error> {
+    let mut free = Vec::new();
+    for arg in args.finish() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| Error::Message(format!("argument {a:?} is not valid UTF-8")))?;
+        if arg.starts_with('-') && arg != "-" {
+            return Err(Error::Message(format!(
+                "unknown option '{arg}' for {command} (see rawprox.exe {command} --help)"
+            )));
+        }
+        free.push(arg);
+    }
+    Ok(free)
 }
 
 /// The inputs of the command line; with standard input a terminal, says on

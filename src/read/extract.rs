@@ -217,60 +217,19 @@ pub fn conversation(
 mod tests {
     use super::*;
 
-    fn line(time: &str, id: &str, body: &str) -> String {
-        format!(r#"{{"time":"2025-10-22T15:32:{time}Z","ConnID":"{id}",{body}}}"#) + "\n"
-    }
-
     fn log() -> Vec<u8> {
-        [
-            line(
-                "47.000000",
-                "0000000A",
-                r#""event":"open","from":"c:1","to":"t:2","listen_port":9"#,
-            ),
-            line(
-                "47.100000",
-                "0000000B",
-                r#""data":"other","from":"x:1","to":"t:2""#,
-            ),
-            line(
-                "47.200000",
-                "0000000A",
-                r#""data":"hel","from":"c:1","to":"t:2""#,
-            ),
-            line(
-                "47.300000",
-                "0000000A",
-                r#""data":"%00%FF","from":"t:2","to":"c:1""#,
-            ),
-            line(
-                "47.400000",
-                "0000000A",
-                r#""data":"lo%zz","from":"c:1","to":"t:2""#,
-            ),
-            line(
-                "47.500000",
-                "0000000A",
-                r#""data":"lo","from":"c:1","to":"t:2""#,
-            ),
-            line(
-                "47.600000",
-                "0000000A",
-                r#""event":"close","from":"c:1","to":"t:2""#,
-            ),
-            line(
-                "48.000000",
-                "0000000A",
-                r#""event":"open","from":"c:7","to":"t:2","listen_port":9"#,
-            ),
-            line(
-                "48.100000",
-                "0000000A",
-                r#""data":"next run","from":"c:7","to":"t:2""#,
-            ),
-        ]
-        .concat()
-        .into_bytes()
+        let lines = [
+            r#"{"time":"2025-10-22T15:32:47.000000Z","ConnID":"0000000A","event":"open","from":"c:1","to":"t:2","listen_port":9}"#,
+            r#"{"time":"2025-10-22T15:32:47.100000Z","ConnID":"0000000B","data":"other","from":"x:1","to":"t:2"}"#,
+            r#"{"time":"2025-10-22T15:32:47.200000Z","ConnID":"0000000A","data":"hel","from":"c:1","to":"t:2"}"#,
+            r#"{"time":"2025-10-22T15:32:47.300000Z","ConnID":"0000000A","data":"%00%FF","from":"t:2","to":"c:1"}"#,
+            r#"{"time":"2025-10-22T15:32:47.400000Z","ConnID":"0000000A","data":"lo%zz","from":"c:1","to":"t:2"}"#,
+            r#"{"time":"2025-10-22T15:32:47.500000Z","ConnID":"0000000A","data":"lo","from":"c:1","to":"t:2"}"#,
+            r#"{"time":"2025-10-22T15:32:47.600000Z","ConnID":"0000000A","event":"close","from":"c:1","to":"t:2"}"#,
+            r#"{"time":"2025-10-22T15:32:48.000000Z","ConnID":"0000000A","event":"open","from":"c:7","to":"t:2","listen_port":9}"#,
+            r#"{"time":"2025-10-22T15:32:48.100000Z","ConnID":"0000000A","data":"next run","from":"c:7","to":"t:2"}"#,
+        ];
+        (lines.join("\n") + "\n").into_bytes()
     }
 
     #[test]

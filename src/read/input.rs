@@ -10,7 +10,7 @@
 //! tools, no link leads out of the run's directories (`expand_within`).
 
 use super::Error;
-use super::follow::visible;
+use super::show::visible;
 use crate::format::decode::bad::{Bad, MAX_LINE_BYTES};
 use crate::format::fields;
 use crate::format::time::TIME_LEN;

@@ -3,9 +3,9 @@
 //! per row. `connections` is the library side, for the MCP tools too.
 
 use super::Error;
-use super::follow::visible;
 use super::input::{Input, Skipped};
 use super::pipeline::{self, Event, Selection, events};
+use super::show::visible;
 use super::track::Conn;
 use crate::format::connid::ConnId;
 use crate::format::side::Side;

@@ -10,6 +10,7 @@
 //! | `track` | connections held while streaming, retired after their close |
 //! | `pipeline` | inputs → lines → connection events: the one loop every sink runs on |
 //! | `list`, `follow`, `extract`, `pcap` | the sinks, as library functions |
+//! | `show` | bytes and names shown to people: text, hex dumps, control characters made visible |
 //! | `replay` | the captured conversations sent again (SPEC §10): a mio loop fed by readers on the pipeline |
 //!
 //! The sinks print nothing of their own; the command line is `cli::read`.
@@ -21,6 +22,7 @@ pub mod list;
 pub mod pcap;
 pub mod pipeline;
 pub mod replay;
+pub mod show;
 pub mod track;
 
 pub use crate::error::Error;

@@ -23,6 +23,7 @@ use super::Error;
 use super::input::{Input, Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
 use crate::format::connid::ConnId;
+use crate::format::decode::data::Data;
 use crate::format::decode::line::{Line, parse_line, peek_conn_id, peek_is_data};
 use crate::format::side::Side;
 use crate::format::time::Time;
@@ -175,73 +176,46 @@ pub fn events<T: Default>(
             Line::Data {
                 time,
                 conn_id,
-                data,
-                from,
-                to,
+                data: _,
+                ref from,
+                ref to,
+            }
+            | Line::Close {
+                time,
+                conn_id,
+                ref from,
+                ref to,
             } => {
-                let bytes = match data.decode_in(&mut scratch) {
-                    Ok(bytes) => bytes,
-                    Err(why) => {
+                // A data line that does not decode is counted, and takes
+                // up no connection.
+                let bytes = match data_of(&line).map(|data| data.decode_in(&mut scratch)) {
+                    Some(Err(why)) => {
                         skipped.note(place, why);
                         return ControlFlow::Continue(());
                     }
+                    Some(Ok(bytes)) => Some(bytes),
+                    None => None,
                 };
-                match adopt(&mut tracker, select, conn_id, time, &from, &to) {
-                    None => return ControlFlow::Continue(()),
-                    Some(false) => {}
-                    Some(true) => {
-                        let conn = tracker.get_mut(&conn_id).expect("adopted");
-                        if !go_on(
-                            sink(Event::Open {
-                                id: conn_id,
-                                time,
-                                conn,
-                            }),
-                            &mut stopped,
-                        ) {
-                            return ControlFlow::Break(());
-                        }
-                    }
+                let Some(adopted) =
+                    adopt(&mut tracker, select, conn_id, time, (from, to), &mut sink)
+                else {
+                    return ControlFlow::Continue(());
+                };
+                if !go_on(adopted, &mut stopped) {
+                    return ControlFlow::Break(());
                 }
                 let conn = tracker.get_mut(&conn_id).expect("adopted");
                 conn.last = time;
-                let side = conn.side_of(&from);
-                flow = sink(Event::Data {
-                    id: conn_id,
-                    time,
-                    side,
-                    bytes,
-                    conn,
-                });
-                time
-            }
-            Line::Close {
-                time,
-                conn_id,
-                from,
-                to,
-            } => {
-                match adopt(&mut tracker, select, conn_id, time, &from, &to) {
-                    None => return ControlFlow::Continue(()),
-                    Some(false) => {}
-                    Some(true) => {
-                        let conn = tracker.get_mut(&conn_id).expect("adopted");
-                        if !go_on(
-                            sink(Event::Open {
-                                id: conn_id,
-                                time,
-                                conn,
-                            }),
-                            &mut stopped,
-                        ) {
-                            return ControlFlow::Break(());
-                        }
-                    }
-                }
-                let conn = tracker.get_mut(&conn_id).expect("adopted");
-                conn.last = time;
-                let side = conn.side_of(&from);
-                if conn.closed_by.is_none() {
+                let side = conn.side_of(from);
+                if let Some(bytes) = bytes {
+                    flow = sink(Event::Data {
+                        id: conn_id,
+                        time,
+                        side,
+                        bytes,
+                        conn,
+                    });
+                } else if conn.closed_by.is_none() {
                     tracker.close(conn_id, side);
                     let conn = tracker.get_mut(&conn_id).expect("still held");
                     flow = sink(Event::Close {
@@ -283,27 +257,37 @@ pub fn events<T: Default>(
     Ok(skipped)
 }
 
+/// The `data` string of a data line.
+fn data_of<'l, 'a>(line: &'l Line<'a>) -> Option<&'l Data<'a>> {
+    match line {
+        Line::Data { data, .. } => Some(data),
+        _ => None,
+    }
+}
+
 /// Makes sure a data or close line's connection is tracked: one whose
-/// `open` is not in the input is taken up at its first line, unless a port
-/// is selected (its port is not known) or the line is older than the
-/// selection's `since`. `None`: the line is not to be
-/// handed on; `Some(true)`: taken up now, to be announced.
+/// `open` is not in the input is taken up at its first line and announced
+/// to the sink, unless a port is selected (its port is not known) or the
+/// line is older than the selection's `since`. `None`:
+/// the line is not to be handed on; else what the sink answered (`Continue`
+/// for a connection already tracked).
 fn adopt<T: Default>(
     tracker: &mut Tracker<T>,
     select: &Selection,
     id: ConnId,
     time: Time,
-    from: &str,
-    to: &str,
-) -> Option<bool> {
+    (from, to): (&str, &str),
+    sink: &mut impl FnMut(Event<'_, T>) -> Flow,
+) -> Option<Flow> {
     if tracker.contains(&id) {
-        return Some(false);
+        return Some(Ok(ControlFlow::Continue(())));
     }
     if select.port.is_some() || !select.wants_id(&id) || !select.wants_time(time) {
         return None;
     }
     tracker.insert(id, time, from, to, None, T::default());
-    Some(true)
+    let conn = tracker.get_mut(&id).expect("just inserted");
+    Some(sink(Event::Open { id, time, conn }))
 }
 
 #[cfg(test)]

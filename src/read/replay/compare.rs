@@ -9,7 +9,7 @@
 //! the pipe holds what it read and stops reading the server (backpressure)
 //! until `expect` brings them.
 
-use super::super::follow::{is_mostly_text, push_hex_dump, push_text};
+use super::super::show::{is_mostly_text, push_hex_dump, push_text};
 use crate::proxy::pipe::HalfClose;
 use std::collections::VecDeque;
 use std::io::{self, Write};

@@ -324,23 +324,14 @@ pub fn replay(
         }
         let now = Instant::now();
         let mut drive_all = false;
+        let mut woken: Vec<usize> = Vec::new();
         for event in events.iter() {
             match event.token() {
                 WAKER => drive_all = true,
-                Token(key) => {
-                    if let Some(conn) = conns.get_mut(key) {
-                        conn.drive(
-                            settings,
-                            &mut scratch,
-                            log.as_mut(),
-                            poll.registry(),
-                            Token(key),
-                            now,
-                        );
-                    }
-                }
+                Token(key) => woken.push(key),
             }
         }
+        woken.sort_unstable();
         if let Some(log) = log.as_mut() {
             let news = log.on_writer_reports();
             if let Some(message) = news.failed {
@@ -348,10 +339,10 @@ pub fn replay(
             }
             drive_all |= news.room;
         }
-        // A reader's news, a deadline, or a pump that yielded.
+        // An event, a reader's news, a deadline, or a pump that yielded.
         for (key, conn) in conns.iter_mut() {
             let due = conn.deadline(settings).is_some_and(|at| at <= now);
-            if drive_all || due || conn.again {
+            if drive_all || due || conn.again || woken.binary_search(&key).is_ok() {
                 conn.drive(
                     settings,
                     &mut scratch,
