@@ -291,6 +291,17 @@ fn a_long_query_does_not_hold_up_traffic_or_other_requests() {
     proxy.stop();
 }
 
+/// One `read`, again when a signal interrupted it (other tests' children
+/// come and go while this one waits).
+fn read_retrying(stream: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Sends one JSON-RPC request on a new MCP connection and reads the head of
 /// its answer, and the body only when it is small; the connection is kept
 /// (and no more of it read), as a client that does not read would.
@@ -311,7 +322,7 @@ fn ask_without_reading(port: u16, request: &Value) -> (std::net::TcpStream, usiz
         if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
         }
-        let n = stream.read(&mut chunk).expect("the head of an answer");
+        let n = read_retrying(&mut stream, &mut chunk).expect("the head of an answer");
         assert!(n > 0, "closed before an answer");
         got.extend_from_slice(&chunk[..n]);
     };
@@ -325,7 +336,7 @@ fn ask_without_reading(port: u16, request: &Value) -> (std::net::TcpStream, usiz
         return (stream, length, None);
     }
     while got.len() < head + length {
-        let n = stream.read(&mut chunk).expect("the body of an answer");
+        let n = read_retrying(&mut stream, &mut chunk).expect("the body of an answer");
         assert!(n > 0, "closed mid-answer");
         got.extend_from_slice(&chunk[..n]);
     }
