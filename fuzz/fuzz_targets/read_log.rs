@@ -11,7 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use rawprox::format::decode::line::{Line, parse_line};
-use rawprox::read::input::{Input, Lines, Piece, expand, expand_within};
+use rawprox::read::input::{Input, expand, expand_within};
+use rawprox::read::lines::{Lines, Piece};
 use rawprox::read::pipeline::Selection;
 use rawprox::format::connid::ConnId;
 use rawprox::format::side::Side;

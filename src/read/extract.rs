@@ -8,7 +8,8 @@
 //! this connection's lines are checked and counted when they do not decode.
 
 use super::Error;
-use super::input::{Input, Skipped};
+use super::input::Input;
+use super::lines::Skipped;
 use super::pipeline::{self, Selection};
 use crate::format::connid::ConnId;
 use crate::format::side::Side;

@@ -7,7 +7,8 @@
 //! the MCP reading tools.
 
 use super::Error;
-use super::input::{Input, Skipped};
+use super::input::Input;
+use super::lines::Skipped;
 use super::pipeline::{Event, Selection, events};
 use super::show::{is_mostly_text, push_hex_dump, push_text, visible};
 use crate::format::connid::ConnId;

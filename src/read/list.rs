@@ -3,7 +3,8 @@
 //! per row. `connections` is the library side, for the MCP tools too.
 
 use super::Error;
-use super::input::{Input, Skipped};
+use super::input::Input;
+use super::lines::Skipped;
 use super::pipeline::{self, Event, Selection, events};
 use super::show::visible;
 use super::track::Conn;

@@ -6,7 +6,8 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `input` | files, directories, stdin as a stream of lines; skipped lines |
+//! | `input` | the inputs: files, directories (links followed, once), stdin |
+//! | `lines` | the inputs as a stream of lines, merged by time; skipped lines; progress |
 //! | `track` | connections held while streaming, retired after their close |
 //! | `pipeline` | inputs → lines → connection events: the one loop every sink runs on |
 //! | `list`, `follow`, `extract`, `pcap` | the sinks, as library functions |
@@ -18,6 +19,7 @@
 pub mod extract;
 pub mod follow;
 pub mod input;
+pub mod lines;
 pub mod list;
 pub mod pcap;
 pub mod pipeline;

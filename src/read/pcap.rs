@@ -10,7 +10,8 @@
 //! name resolution blocks): four block types do not need a crate.
 
 use super::Error;
-use super::input::{Input, Skipped};
+use super::input::Input;
+use super::lines::Skipped;
 use super::pipeline::{Event, Selection, events};
 use super::track::Conn;
 use crate::format::connid::ConnId;

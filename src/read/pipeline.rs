@@ -20,7 +20,8 @@
 //! was handed on (a live view flushes then).
 
 use super::Error;
-use super::input::{Input, Piece, Skipped, read_lines};
+use super::input::Input;
+use super::lines::{Piece, Skipped, read_lines};
 use super::track::{Conn, Tracker};
 use crate::format::connid::ConnId;
 use crate::format::decode::data::Data;

@@ -16,7 +16,8 @@
 
 use super::super::Error;
 use super::super::extract::{self, scan};
-use super::super::input::{Input, Skipped, without_progress};
+use super::super::input::Input;
+use super::super::lines::{Skipped, without_progress};
 use super::super::pipeline::{Event, Selection, events};
 use crate::format::connid::ConnId;
 use crate::format::side::Side;

@@ -30,7 +30,8 @@ pub mod compare;
 pub mod conn;
 pub mod feed;
 
-use super::input::{Input, Skipped};
+use super::input::Input;
+use super::lines::Skipped;
 use super::pipeline::Selection;
 use super::{Error, extract};
 use crate::format::connid::ConnId;
