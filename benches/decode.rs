@@ -4,7 +4,9 @@
 //! Logs of 32 KiB reads of HTTP text, of random binary, and a mix of both
 //! with small lines (opens, closes, short requests), written by the
 //! proxy's encoder. Each log is decoded whole: every line parsed, every
-//! `data` string decoded.
+//! `data` string decoded. Beside `decode_in` (the widest block decoder
+//! this CPU has), the 16-byte SSE one and the portable loop alone (what
+//! every CPU that is not x86-64 runs), with their ratio at the end.
 //!
 //! Run: cargo bench --bench decode
 
@@ -13,6 +15,7 @@ mod common;
 use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
 use rawprox::format::connid::ConnId;
+use rawprox::format::decode::data::Decoder;
 use rawprox::format::decode::line::{Line, parse_line};
 use rawprox::format::encode;
 use rawprox::format::time::LineClock;
@@ -71,15 +74,15 @@ fn logs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// Parses every line and decodes every `data` string; returns the bytes.
-/// Into one scratch buffer, as the subcommands decode.
-fn decode_all(log: &[u8], scratch: &mut Vec<u8>) -> usize {
+/// Into one scratch buffer, as the subcommands decode, with `decoder`.
+fn decode_all(log: &[u8], scratch: &mut Vec<u8>, decoder: Decoder) -> usize {
     let mut total = 0;
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', log) {
         let line = &log[start..end];
         start = end + 1;
         if let Ok(Line::Data { data, .. }) = parse_line(line)
-            && let Ok(bytes) = data.decode_in(scratch)
+            && let Ok(bytes) = data.decode_in_with(scratch, decoder)
         {
             total += bytes.len();
         }
@@ -96,7 +99,18 @@ fn decoding(c: &mut Criterion) {
             b.iter(|| memchr::memchr_iter(b'\n', black_box(&log)).count())
         });
         group.bench_function(format!("decode_{name}"), |b| {
-            b.iter(|| decode_all(black_box(&log), &mut out))
+            b.iter(|| decode_all(black_box(&log), &mut out, Decoder::chosen()))
+        });
+        // The 16-byte block decoder (CPUs without AVX2) and the portable
+        // loop alone (every CPU that is not x86-64: ARM), the same log in
+        // the same run.
+        if Decoder::Sse.runs_here() {
+            group.bench_function(format!("decode_sse_{name}"), |b| {
+                b.iter(|| decode_all(black_box(&log), &mut out, Decoder::Sse))
+            });
+        }
+        group.bench_function(format!("decode_portable_{name}"), |b| {
+            b.iter(|| decode_all(black_box(&log), &mut out, Decoder::Portable))
         });
     }
     group.finish();
@@ -109,7 +123,7 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     println!("\ndecoder vs finding newlines (same run), GB/s of log:");
-    for (name, len) in sizes {
+    for &(name, len) in &sizes {
         let (Some(lines), Some(decode)) = (
             mean_ns("decode_log", &format!("newlines_{name}")),
             mean_ns("decode_log", &format!("decode_{name}")),
@@ -122,6 +136,25 @@ fn main() {
             gbs(decode),
             gbs(lines),
             lines / decode
+        );
+    }
+    println!(
+        "\nportable decoder vs the SSE path (same run; target 0.5; decode_in here is {:?}):",
+        Decoder::chosen()
+    );
+    for &(name, len) in &sizes {
+        let (Some(sse), Some(portable)) = (
+            mean_ns("decode_log", &format!("decode_sse_{name}")),
+            mean_ns("decode_log", &format!("decode_portable_{name}")),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| len as f64 / ns;
+        println!(
+            "  {name:7} portable {:6.2} GB/s, SSE {:6.2} GB/s, ratio {:.3}",
+            gbs(portable),
+            gbs(sse),
+            sse / portable
         );
     }
 }

@@ -2,7 +2,9 @@
 //! measured in the same run: the `data` encoder on 32 KiB reads of text,
 //! binary and mixed payloads against a plain copy of the same bytes (the
 //! ceiling), and whole lines (timestamp, ConnID, addresses) per line.
-//! After the run it prints each encoder's GB/s and its ratio to the copy.
+//! After the run it prints each encoder's GB/s and its ratio to the copy,
+//! and the portable encoder's (what CPUs without SSSE3 run: ARM) against
+//! the SSSE3 path's (`encode_ssse3_*`, what CPUs without AVX-512 run).
 //!
 //! Run: cargo bench --bench encode
 
@@ -11,7 +13,9 @@ mod common;
 use common::mean_ns;
 use criterion::{Criterion, Throughput, criterion_group};
 use rawprox::format::connid::ConnId;
-use rawprox::format::encode::{push_data, push_data_line, push_open_line};
+use rawprox::format::encode::{
+    Encoder, push_data, push_data_line, push_data_portable, push_open_line,
+};
 use rawprox::format::time::LineClock;
 use std::hint::black_box;
 
@@ -58,6 +62,25 @@ fn data_encoding(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 push_data(&mut out, black_box(&bytes));
+                black_box(out.len())
+            })
+        });
+        // The SSSE3 path (what `push_data` takes on a CPU without AVX-512)
+        // and the portable one (every CPU without SSSE3: ARM), measured
+        // here beside it, the same payloads in the same run.
+        if Encoder::Ssse3.runs_here() {
+            group.bench_function(format!("encode_ssse3_{name}"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    Encoder::Ssse3.push(&mut out, black_box(&bytes));
+                    black_box(out.len())
+                })
+            });
+        }
+        group.bench_function(format!("encode_portable_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                push_data_portable(&mut out, black_box(&bytes));
                 black_box(out.len())
             })
         });
@@ -130,6 +153,25 @@ fn main() {
             gbs(encode),
             gbs(copy),
             copy / encode
+        );
+    }
+    println!(
+        "\nportable encoder vs the SSSE3 path (same run; target 0.5; push_data here is {:?}):",
+        Encoder::chosen()
+    );
+    for (name, _) in payloads() {
+        let (Some(simd), Some(portable)) = (
+            mean_ns("data_32KiB", &format!("encode_ssse3_{name}")),
+            mean_ns("data_32KiB", &format!("encode_portable_{name}")),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| CHUNK as f64 / ns;
+        println!(
+            "  {name:7} portable {:6.2} GB/s, SSSE3 {:6.2} GB/s, ratio {:.3}",
+            gbs(portable),
+            gbs(simd),
+            simd / portable
         );
     }
     if let (Some(copy), Some(line)) = (

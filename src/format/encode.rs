@@ -64,39 +64,76 @@ fn needs_escape(word: u64) -> u64 {
 /// is: text with an escape every few bytes (HTTP's CR LF) would spend more
 /// switching between plain runs and escapes than encoding them (`cargo
 /// bench --bench encode`, 2-core AMD VM: HTTP text 0.71 -> 2.1 GB/s, binary
-/// 1.07 -> 1.4). Otherwise `push_by_words`.
+/// 1.07 -> 1.4). With AVX-512, `push_by_words` with the block encoders for
+/// escaped runs; without either, and on every other CPU (ARM),
+/// `push_data_portable`.
 pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
-    if whole_blocks() {
-        #[cfg(target_arch = "x86_64")]
-        let bytes = &bytes[ssse3::push_blocks(out, bytes)..];
-        push_table(out, bytes);
-    } else {
-        push_by_words(out, bytes);
-    }
+    Encoder::chosen().push(out, bytes);
 }
 
-/// True when `push_data` takes the whole payload through the SSSE3 block
-/// encoder: decided once, not per line.
-fn whole_blocks() -> bool {
-    static CHOSEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            ssse3::available() && !avx512::available()
+/// `push_data` with no SIMD: the whole encoder of every CPU that is not
+/// x86-64 (ARM edge boxes, Windows on ARM), and of an x86-64 without SSSE3.
+pub fn push_data_portable(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_by_words(out, bytes, push_table);
+}
+
+/// The encoders `push_data` chooses from. Public so that `cargo bench
+/// --bench encode` measures each one this CPU runs beside the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoder {
+    /// `push_by_words`, runs that need escaping 64 bytes at a time.
+    Avx512,
+    /// The SSSE3 block encoder over the whole payload.
+    Ssse3,
+    /// `push_data_portable`.
+    Portable,
+}
+
+impl Encoder {
+    /// The one `push_data` takes on this CPU: decided once, not per line.
+    pub fn chosen() -> Encoder {
+        static CHOSEN: std::sync::OnceLock<Encoder> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            [Encoder::Avx512, Encoder::Ssse3]
+                .into_iter()
+                .find(|e| e.runs_here())
+                .unwrap_or(Encoder::Portable)
+        })
+    }
+
+    /// True when this CPU has what the encoder needs.
+    pub fn runs_here(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Encoder::Avx512 => avx512::available(),
+            #[cfg(target_arch = "x86_64")]
+            Encoder::Ssse3 => ssse3::available(),
+            Encoder::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
+    }
+
+    /// Appends the `data` encoding of `bytes` with this encoder; one the
+    /// CPU lacks leaves its blocks to the table (the same bytes, slower).
+    pub fn push(self, out: &mut Vec<u8>, bytes: &[u8]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Encoder::Avx512 => push_by_words(out, bytes, push_escaped_x86),
+            #[cfg(target_arch = "x86_64")]
+            Encoder::Ssse3 => {
+                let done = ssse3::push_blocks(out, bytes);
+                push_table(out, &bytes[done..]);
+            }
+            _ => push_data_portable(out, bytes),
         }
-    })
+    }
 }
 
 /// `push_data` 8 bytes at a time: a run of words whose bytes stand for
 /// themselves is copied in one go; a run of words that need escaping goes
-/// 64 bytes at a time through AVX-512 or 16 at a time through SSSE3 where
-/// the CPU has them, and the rest through the table into a small buffer,
-/// with no branch on the byte.
-fn push_by_words(out: &mut Vec<u8>, bytes: &[u8]) {
+/// to `escaped`.
+fn push_by_words(out: &mut Vec<u8>, bytes: &[u8], escaped: fn(&mut Vec<u8>, &[u8])) {
     out.reserve(bytes.len() + bytes.len() / 4);
     let words = bytes.len() / 8;
     let word_at = |i: usize| {
@@ -111,7 +148,7 @@ fn push_by_words(out: &mut Vec<u8>, bytes: &[u8]) {
             while i < words && word_at(i) != 0 {
                 i += 1;
             }
-            push_escaped(out, &bytes[8 * start..8 * i]);
+            escaped(out, &bytes[8 * start..8 * i]);
             continue;
         }
         // A plain run: two words per step while both are plain, then one.
@@ -123,14 +160,14 @@ fn push_by_words(out: &mut Vec<u8>, bytes: &[u8]) {
         }
         out.extend_from_slice(&bytes[8 * start..8 * i]);
     }
-    push_escaped(out, &bytes[8 * words..]);
+    escaped(out, &bytes[8 * words..]);
 }
 
-/// Encodes bytes of which many need escaping.
-fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
+/// Encodes bytes of which many need escaping: 64 bytes at a time with
+/// AVX-512, 16 with SSSE3, the rest through the table.
+#[cfg(target_arch = "x86_64")]
+fn push_escaped_x86(out: &mut Vec<u8>, bytes: &[u8]) {
     let bytes = &bytes[avx512::push_blocks(out, bytes)..];
-    #[cfg(target_arch = "x86_64")]
     let bytes = &bytes[ssse3::push_blocks(out, bytes)..];
     push_table(out, bytes);
 }
@@ -288,13 +325,15 @@ mod tests {
     fn encoded(bytes: &[u8]) -> String {
         let mut out = Vec::new();
         push_data(&mut out, bytes);
-        let by_words = {
-            let mut out = Vec::new();
-            push_by_words(&mut out, bytes);
-            out
-        };
-        // Both ways, whichever `push_data` takes on this CPU.
-        assert_eq!(out, by_words, "push_by_words gives what push_data gives");
+        // Every encoder, whichever `push_data` takes on this CPU.
+        for encoder in [Encoder::Avx512, Encoder::Ssse3, Encoder::Portable] {
+            let mut other = Vec::new();
+            encoder.push(&mut other, bytes);
+            assert_eq!(out, other, "{encoder:?} gives what push_data gives");
+        }
+        let mut portable = Vec::new();
+        push_data_portable(&mut portable, bytes);
+        assert_eq!(out, portable, "push_data_portable gives what push_data gives");
         String::from_utf8(out).unwrap()
     }
 

@@ -48,6 +48,17 @@ impl<'a> Data<'a> {
     /// rare lines with `\u` escapes or through `serde_json`); what it held
     /// is not kept.
     pub fn decode_in<'s>(&self, scratch: &'s mut Vec<u8>) -> Result<&'s [u8], Bad> {
+        self.decode_in_with(scratch, Decoder::chosen())
+    }
+
+    /// `decode_in` with the given decoder (`Decoder::Portable`: what every
+    /// CPU that is not x86-64 runs); one the CPU lacks is not used (the
+    /// portable loop decodes all, the same bytes).
+    pub fn decode_in_with<'s>(
+        &self,
+        scratch: &'s mut Vec<u8>,
+        decoder: Decoder,
+    ) -> Result<&'s [u8], Bad> {
         if !self.json_escaped {
             scratch.clear();
             percent_decode(&self.text, scratch)?;
@@ -57,7 +68,9 @@ impl<'a> Data<'a> {
         if scratch.len() < room {
             scratch.resize(room, 0);
         }
-        match decode_escaped_to(&self.text, scratch, block_decoder_for(&self.text)) {
+        // Blocks only for a text long enough to fill one.
+        let blocks = decoder.blocks().filter(|_| self.text.len() >= 18);
+        match decode_escaped_to(&self.text, scratch, blocks) {
             Ok(len) => Ok(&scratch[..len]),
             Err(Stop::Bad(why)) => Err(why),
             Err(Stop::JsonFirst) => {
@@ -81,22 +94,47 @@ impl<'a> Data<'a> {
 /// output while it can; `(text used, bytes written)` (see `sse.rs`).
 type Blocks = unsafe fn(&[u8], &mut [u8]) -> (usize, usize);
 
-/// The widest block decoder this CPU has, if any: chosen once, not per
-/// line.
-fn block_decoder() -> Option<Blocks> {
-    static CHOSEN: std::sync::OnceLock<Option<Blocks>> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if avx2::available() {
-                return Some(avx2::decode_blocks as Blocks);
-            }
-            if sse::available() {
-                return Some(sse::decode_blocks as Blocks);
-            }
+/// The decoders `decode_in` chooses from: a block decoder for whole blocks
+/// and the portable loop (`decode_escaped_to`) for the rest, or the
+/// portable loop alone. Public so that `cargo bench --bench decode`
+/// measures each one this CPU runs beside the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoder {
+    /// 32 bytes a step (`avx2.rs`).
+    Avx2,
+    /// 16 bytes a step (`sse.rs`: SSSE3, SSE4.1).
+    Sse,
+    /// No SIMD: every CPU that is not x86-64 (ARM).
+    Portable,
+}
+
+impl Decoder {
+    /// The widest this CPU has: chosen once, not per line.
+    pub fn chosen() -> Decoder {
+        static CHOSEN: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            [Decoder::Avx2, Decoder::Sse]
+                .into_iter()
+                .find(|d| d.runs_here())
+                .unwrap_or(Decoder::Portable)
+        })
+    }
+
+    /// True when this CPU has what the decoder needs.
+    pub fn runs_here(self) -> bool {
+        self == Decoder::Portable || self.blocks().is_some()
+    }
+
+    /// Its block decoder, if it has one and the CPU can run it.
+    fn blocks(self) -> Option<Blocks> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Decoder::Avx2 if avx2::available() => Some(avx2::decode_blocks as Blocks),
+            #[cfg(target_arch = "x86_64")]
+            Decoder::Sse if sse::available() => Some(sse::decode_blocks as Blocks),
+            _ => None,
         }
-        None
-    })
+    }
 }
 
 /// Value of a hex digit, or 0xFF. Upper case is what rawprox writes; lower
@@ -129,15 +167,6 @@ fn specials(word: u64) -> u64 {
         | zero(word ^ (ONES * 0x25))
         | zero(word ^ (ONES * 0x5C))
         | zero(word ^ (ONES * 0x22))
-}
-
-/// The block decoder for a text long enough to fill a block.
-fn block_decoder_for(text: &[u8]) -> Option<Blocks> {
-    if text.len() >= 18 {
-        block_decoder()
-    } else {
-        None
-    }
 }
 
 /// Why `decode_escaped_to` stopped short.
