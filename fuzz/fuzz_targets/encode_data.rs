@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawprox::format::encode::push_data;
+use rawprox::format::encode::{Encoder, push_data};
 
 /// SPEC §4's encoding and its inverse, shared with the tests.
 #[allow(dead_code)]
@@ -27,6 +27,12 @@ fn escapes(text: &str) -> impl Iterator<Item = u8> + '_ {
 fuzz_target!(|input: &[u8]| {
     let mut out = Vec::new();
     push_data(&mut out, input);
+    // Every encoder gives the same bytes, the portable one (ARM) among them.
+    for encoder in [Encoder::Avx512, Encoder::Ssse3, Encoder::Portable] {
+        let mut other = Vec::new();
+        encoder.push(&mut other, input);
+        assert_eq!(other, out, "{encoder:?} gives what push_data gives");
+    }
     assert!(out.iter().all(|b| (0x20..0x7F).contains(b)), "output is printable ASCII");
     let text = std::str::from_utf8(&out).expect("ASCII is UTF-8");
     assert!(escapes(text).all(|e| matches!(e, b'"' | b'\\' | b't' | b'n' | b'r')), "only JSON's short escapes, never \\u");

@@ -10,6 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rawprox::format::decode::data::Decoder;
 use rawprox::format::decode::line::{Line, parse_line};
 use rawprox::read::input::{Input, expand, expand_within};
 use rawprox::read::lines::{Lines, Piece};
@@ -33,6 +34,12 @@ fuzz_target!(|input: &[u8]| {
             // One scratch buffer for every line, as the readers use it.
             let in_scratch = data.decode_in(&mut scratch).map(<[u8]>::to_vec);
             assert_eq!(in_scratch, decoded, "the same bytes either way");
+            // Every decoder, the portable one (ARM) among them: the same
+            // bytes or the same error.
+            for decoder in [Decoder::Avx2, Decoder::Sse, Decoder::Portable] {
+                let other = data.decode_in_with(&mut scratch, decoder).map(<[u8]>::to_vec);
+                assert_eq!(other, decoded, "{decoder:?} decodes as decode_in does");
+            }
         }
     }
     let inputs = [Input::Bytes(input.to_vec())];

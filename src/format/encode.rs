@@ -137,7 +137,6 @@ pub fn push_data_portable(out: &mut Vec<u8>, bytes: &[u8]) {
     push_table(out, &bytes[8 * words..]);
 }
 
-
 /// The encoders `push_data` chooses from. Public so that `cargo bench
 /// --bench encode` measures each one this CPU runs beside the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,7 +393,10 @@ mod tests {
         }
         let mut portable = Vec::new();
         push_data_portable(&mut portable, bytes);
-        assert_eq!(out, portable, "push_data_portable gives what push_data gives");
+        assert_eq!(
+            out, portable,
+            "push_data_portable gives what push_data gives"
+        );
         String::from_utf8(out).unwrap()
     }
 

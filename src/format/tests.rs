@@ -8,6 +8,7 @@
 //! sending every line to the slow path.
 
 use super::connid::{ConnId, ConnIdSeq, ID_SPACE};
+use super::decode::data::Decoder;
 use super::decode::line::{Line, fast_parse, parse_line};
 use super::encode::{
     push_close_line, push_data_line, push_logging_event, push_mcp_ready, push_open_line,
@@ -185,6 +186,11 @@ fn check_fast_path(line: &[u8], sent: &Traffic) {
             // Into a scratch buffer that held something else, as readers do.
             let mut scratch = vec![0xA5; 3];
             assert_eq!(data.decode_in(&mut scratch), Ok(&bytes[..]));
+            // Every decoder, the portable one (what ARM runs) among them.
+            for decoder in [Decoder::Avx2, Decoder::Sse, Decoder::Portable] {
+                let got = data.decode_in_with(&mut scratch, decoder);
+                assert_eq!(got, Ok(&bytes[..]), "{decoder:?}: {}", shown());
+            }
             let micros = t.0 as u64;
             push_data_line(&mut again, &mut clock, micros, &conn_id, &decoded, &f, &tt);
         }
