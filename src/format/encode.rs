@@ -193,6 +193,7 @@ impl Encoder {
 /// `push_data` 8 bytes at a time: a run of words whose bytes stand for
 /// themselves is copied in one go; a run of words that need escaping goes
 /// to `escaped`.
+#[cfg(target_arch = "x86_64")]
 fn push_by_words(out: &mut Vec<u8>, bytes: &[u8], escaped: fn(&mut Vec<u8>, &[u8])) {
     out.reserve(bytes.len() + bytes.len() / 4);
     let words = bytes.len() / 8;
