@@ -354,7 +354,7 @@ impl Ran {
 /// Runs `rawprox ARGS` to its end (within the deadline) with `stdin` as
 /// its standard input, and `env` set.
 pub(crate) fn run_with(args: &[&str], stdin: Option<Vec<u8>>, env: &[(&str, &str)]) -> Ran {
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -429,7 +429,7 @@ fn run_on_terminal(args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
     // SAFETY: both descriptors were just opened and are owned here only.
     let (mut master, slave) =
         unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(slave))
@@ -765,7 +765,7 @@ fn live_follow_shows_data_within_a_flush() {
     ]);
     cmd.stdin(Stdio::null());
     let (mut proxy, proxy_out) = Proxy::spawn_raw_stdout(cmd);
-    let mut follow_cmd = Command::new(bin());
+    let mut follow_cmd = rawprox_command();
     follow_cmd.arg("follow").stdin(Stdio::from(proxy_out));
     let mut follower = Proxy::spawn(follow_cmd);
     wait_listening(port);

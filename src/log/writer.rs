@@ -200,7 +200,9 @@ impl Writer {
         if let Some(error) = failure {
             self.dead = true;
             self.report(match (&self.destination, error.kind()) {
-                (Destination::Stdout, io::ErrorKind::BrokenPipe) => FromWriter::StdoutClosed,
+                (Destination::Stdout, _) if crate::sys::reader_gone(&error) => {
+                    FromWriter::StdoutClosed
+                }
                 (destination, _) => FromWriter::Failed {
                     destination: destination.key(),
                     error,

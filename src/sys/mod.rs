@@ -16,7 +16,8 @@
 //! - `raise_open_file_limit`, `return_big_buffers_to_the_system`,
 //!   `page_in`: start-up tuning and first-touch paging, best effort.
 //! - `WriteThrough` (over an `AsOutput`): how a flush is written to a file
-//!   or stdout, keeping log pages out of the cache where the system allows.
+//!   or stdout, keeping log pages out of the cache where the system allows;
+//!   `reader_gone`: whether a failed write means stdout's reader left.
 //! - `FileId`, `file_id`, `open_regular`: a file's identity whatever its
 //!   name, and opening a log to read without waiting for a writer (SPEC §9).
 //! - `SEPARATORS`, `uncreatable`: which characters of `--filename-format`

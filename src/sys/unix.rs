@@ -66,6 +66,12 @@ impl Signals {
     }
 }
 
+/// True if a write failed because the reader of the pipe went away (EPIPE,
+/// as with `| head`): SPEC §5 makes that a clean end, not an error.
+pub fn reader_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+}
+
 /// Raises the open-file soft limit to the hard limit. Best effort: on
 /// failure rawprox runs with the limit it was given.
 pub fn raise_open_file_limit() {

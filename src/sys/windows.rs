@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use mio::net::TcpListener;
 use mio::{Registry, Token};
-use windows_sys::Win32::Foundation::{FALSE, TRUE};
+use windows_sys::Win32::Foundation::{ERROR_PIPE_NOT_CONNECTED, FALSE, TRUE};
 use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
@@ -111,6 +111,15 @@ unsafe extern "system" fn on_console_event(event: u32) -> BOOL {
         }
     }
     TRUE
+}
+
+/// True if a write failed because the reader of the pipe went away (SPEC
+/// §5: a clean end, not an error). Windows says so with ERROR_NO_DATA or
+/// ERROR_BROKEN_PIPE (both `BrokenPipe`), or ERROR_PIPE_NOT_CONNECTED
+/// (233: a named pipe whose other end disconnected; wine says it too).
+pub fn reader_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+        || error.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32)
 }
 
 /// Nothing to raise: Windows has no per-process limit on sockets or file
@@ -322,6 +331,14 @@ mod tests {
             "an unknown event is passed on"
         );
         assert!(!PENDING.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_pipe_without_reader_is_a_clean_end() {
+        for code in [109, 232, 233] {
+            assert!(reader_gone(&io::Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(!reader_gone(&io::Error::from_raw_os_error(112))); // disk full
     }
 
     #[test]
