@@ -162,7 +162,9 @@ impl EventLoop {
                     SIGNALS => self.on_signals(),
                     WAKER => {
                         // Windows' console handler wakes the loop this way.
-                        self.on_signals();
+                        if self.signals.pending_on_wake() {
+                            self.stop.get_or_insert(Stop::Clean);
+                        }
                         self.on_resolved();
                         server::on_reader_answers(&mut self);
                         let news = self.log.on_writer_reports();

@@ -8,8 +8,9 @@
 //! - `Signals`: what shuts the proxy down from outside (SPEC §6): SIGINT,
 //!   SIGTERM and SIGHUP on Unix; Ctrl-C, Ctrl-Break, closing the console,
 //!   logoff and system shutdown on Windows (SPEC §1). `new` makes the loop
-//!   wake (by its `SIGNALS` token or its waker), `pending` says whether one
-//!   came, `shutdown_started` makes the next one exit at once.
+//!   wake (by its `SIGNALS` token or its waker), `pending` and
+//!   `pending_on_wake` say whether one came, `shutdown_started` makes the
+//!   next one exit at once.
 //! - `SHORT_READ_DRAINS`: whether a read shorter than asked may be taken as
 //!   "the socket is empty" (see `Turn::short_read_drains`).
 //! - `bind_listener`: a listener with a backlog of at least 1024 (SPEC §3).

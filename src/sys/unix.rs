@@ -60,6 +60,12 @@ impl Signals {
         self.signals.pending().next().is_some()
     }
 
+    /// `pending` for a wake-up by the loop's waker: never, as signals come
+    /// by their own token here (and the waker wakes for every writer report).
+    pub fn pending_on_wake(&mut self) -> bool {
+        false
+    }
+
     /// Shutdown has started: from now on a signal exits at once.
     pub fn shutdown_started(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);

@@ -62,6 +62,12 @@ impl Signals {
         PENDING.swap(false, Ordering::SeqCst)
     }
 
+    /// `pending` for a wake-up by the loop's waker, which is how the
+    /// handler wakes the loop.
+    pub fn pending_on_wake(&mut self) -> bool {
+        self.pending()
+    }
+
     /// Shutdown has started: from now on an event exits at once.
     pub fn shutdown_started(&self) {
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
