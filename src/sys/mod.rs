@@ -13,7 +13,8 @@
 //!   next one exit at once.
 //! - `SHORT_READ_DRAINS`: whether a read shorter than asked may be taken as
 //!   "the socket is empty" (see `Turn::short_read_drains`).
-//! - `bind_listener`: a listener with a backlog of at least 1024 (SPEC §3).
+//! - `bind_listener`: a listener with a backlog of at least 1024 (SPEC §3);
+//!   `[::]` takes IPv4 too, as on Linux.
 //! - `raise_open_file_limit`, `return_big_buffers_to_the_system`,
 //!   `page_in`: start-up tuning and first-touch paging, best effort.
 //! - `WriteThrough` (over an `AsOutput`): how a flush is written to a file
@@ -21,6 +22,8 @@
 //!   `reader_gone`: whether a failed write means stdout's reader left.
 //! - `FileId`, `file_id`, `open_regular`: a file's identity whatever its
 //!   name, and opening a log to read without waiting for a writer (SPEC §9).
+//! - `enable_terminal_escapes`: whether colours and line clearing may be
+//!   written to a terminal (Windows' console must be asked first).
 //! - `SEPARATORS`, `uncreatable`: which characters of `--filename-format`
 //!   make subdirectories, and which names the system cannot create (SPEC §1,
 //!   §5); the Windows rules live in `names.rs`, compiled everywhere so they

@@ -78,6 +78,11 @@ pub fn reader_gone(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::BrokenPipe
 }
 
+/// Terminals on Unix take ANSI escapes as they are.
+pub fn enable_terminal_escapes() -> bool {
+    true
+}
+
 /// Raises the open-file soft limit to the hard limit. Best effort: on
 /// failure rawprox runs with the limit it was given.
 pub fn raise_open_file_limit() {

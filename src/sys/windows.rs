@@ -16,7 +16,8 @@ use windows_sys::Win32::Foundation::{ERROR_PIPE_NOT_CONNECTED, FALSE, TRUE};
 use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
-    SetConsoleCtrlHandler,
+    ENABLE_VIRTUAL_TERMINAL_PROCESSING, GetConsoleMode, GetStdHandle, STD_ERROR_HANDLE,
+    STD_OUTPUT_HANDLE, SetConsoleCtrlHandler, SetConsoleMode,
 };
 use windows_sys::core::BOOL;
 
@@ -191,6 +192,19 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
             }
         }
         SocketAddr::V6(a) => {
+            // `[::]` takes IPv4 too, as on Linux (its default): Windows
+            // makes IPv6 sockets IPv6-only unless told.
+            let off: u32 = 0;
+            // SAFETY: `off` is a valid u32 option value of the size given.
+            unsafe {
+                ws::setsockopt(
+                    socket,
+                    ws::IPPROTO_IPV6,
+                    ws::IPV6_V6ONLY,
+                    (&off as *const u32).cast(),
+                    size_of_val(&off) as i32,
+                )
+            };
             let raw = ws::SOCKADDR_IN6 {
                 sin6_family: ws::AF_INET6,
                 sin6_port: a.port().to_be(),
@@ -248,6 +262,25 @@ pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
         return Err(io::Error::other("not a regular file"));
     }
     Ok(file)
+}
+
+/// Makes the consoles behind stdout and stderr, if they are consoles,
+/// interpret ANSI escapes (colours, clearing a line), as Windows 10 and
+/// later can once asked; true if they do (or are no consoles).
+pub fn enable_terminal_escapes() -> bool {
+    [STD_OUTPUT_HANDLE, STD_ERROR_HANDLE]
+        .into_iter()
+        .all(|which| {
+            let mut mode = 0;
+            // SAFETY: a standard handle, and a valid place for its mode;
+            // GetConsoleMode fails on a handle that is no console.
+            unsafe {
+                let handle = GetStdHandle(which);
+                GetConsoleMode(handle, &mut mode) == 0
+                    || mode & ENABLE_VIRTUAL_TERMINAL_PROCESSING != 0
+                    || SetConsoleMode(handle, mode | ENABLE_VIRTUAL_TERMINAL_PROCESSING) != 0
+            }
+        })
 }
 
 /// Touches one byte in each page of `buf`'s spare capacity, so the first
@@ -355,5 +388,15 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         let v6 = bind_listener("[::1]:0".parse().unwrap()).unwrap();
         std::net::TcpStream::connect(v6.local_addr().unwrap()).unwrap();
+        // `[::]` takes IPv4 clients too, as on Linux.
+        let any = bind_listener("[::]:0".parse().unwrap()).unwrap();
+        let port = any.local_addr().unwrap().port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn pipes_take_escapes_as_they_are() {
+        // Under `cargo test` stdout and stderr are pipes, not consoles.
+        assert!(enable_terminal_escapes());
     }
 }
