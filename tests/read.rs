@@ -1224,7 +1224,7 @@ fn a_subcommand_reading_a_terminal_says_so() {
     // SAFETY: both descriptors were just opened and are owned here only.
     let (mut master, slave) =
         unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.arg("list")
         .stdin(Stdio::from(slave))
         .stdout(Stdio::piped())
