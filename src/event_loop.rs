@@ -14,16 +14,15 @@ use crate::proxy::pipe::READ_CHUNK;
 use crate::proxy::resolve::{Request, Resolved, Resolver};
 use crate::proxy::token::{self, SIGNALS, WAKER};
 use crate::proxy::unreachable::{self, Unreachable};
+use crate::sys::Signals;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Waker};
-use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// SPEC §3: a target that has not answered by then is given up.
@@ -66,9 +65,8 @@ pub struct EventLoop {
     /// Slots closed during this batch, freed after it.
     to_free: Vec<usize>,
     next_serial: u64,
+    /// SIGINT, SIGTERM, SIGHUP, or their Windows console events (SPEC §6).
     signals: Signals,
-    /// Set when shutdown starts: a second SIGINT/SIGTERM then exits at once.
-    shutting_down: Arc<AtomicBool>,
     stop: Option<Stop>,
     /// Pairs that stopped reading because the log was full: (key, serial).
     throttled: Vec<(usize, u64)>,
@@ -92,20 +90,7 @@ impl EventLoop {
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
             let _ = waker.wake();
         });
-        let shutting_down = Arc::new(AtomicBool::new(false));
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        // SPEC §6: SIGHUP (a closed terminal) shuts down like SIGTERM.
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
-            // SPEC §6: a second signal during shutdown exits at once.
-            signal_hook::flag::register_conditional_shutdown(
-                signal,
-                130,
-                Arc::clone(&shutting_down),
-            )?;
-        }
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let signals = Signals::new(poll.registry(), SIGNALS, &wake)?;
 
         let mut slab = Slab::new();
         for mut listener in listeners {
@@ -151,7 +136,6 @@ impl EventLoop {
             to_free: Vec::new(),
             next_serial: 0,
             signals,
-            shutting_down,
             stop: None,
             throttled: Vec::new(),
             yielded: Vec::new(),
@@ -177,6 +161,10 @@ impl EventLoop {
                 match event.token() {
                     SIGNALS => self.on_signals(),
                     WAKER => {
+                        // Windows' console handler wakes the loop this way.
+                        if self.signals.pending_on_wake() {
+                            self.stop.get_or_insert(Stop::Clean);
+                        }
                         self.on_resolved();
                         server::on_reader_answers(&mut self);
                         let news = self.log.on_writer_reports();
@@ -213,7 +201,7 @@ impl EventLoop {
     }
 
     fn on_signals(&mut self) {
-        if self.signals.pending().next().is_some() {
+        if self.signals.pending() {
             self.stop.get_or_insert(Stop::Clean);
         }
     }
@@ -469,7 +457,7 @@ impl EventLoop {
     /// SPEC §6: stop accepting, close every connection (logging its
     /// `close`), write out every buffered line, and report how it ended.
     fn shutdown(mut self) -> Stop {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        self.signals.shutdown_started();
         let keys: Vec<usize> = self.slab.iter().map(|(key, _)| key).collect();
         for key in keys {
             match self.slab.get_mut(key) {

@@ -484,7 +484,7 @@ fn run_on_pty(args: &[&str], on: Pty) -> (ExitStatus, Vec<u8>, Vec<u8>) {
     // SAFETY: both descriptors were just opened and are owned here only.
     let (mut master, slave) =
         unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.args(args).stdin(Stdio::null()).env_remove("NO_COLOR");
     match on {
         Pty::Stdout => cmd

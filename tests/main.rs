@@ -18,6 +18,7 @@ mod hostile_read;
 mod logging;
 mod mcp;
 mod mcp_read;
+mod platform;
 mod read;
 mod readme;
 mod replay;

@@ -354,7 +354,7 @@ impl Ran {
 /// Runs `rawprox ARGS` to its end (within the deadline) with `stdin` as
 /// its standard input, and `env` set.
 pub(crate) fn run_with(args: &[&str], stdin: Option<Vec<u8>>, env: &[(&str, &str)]) -> Ran {
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -429,7 +429,7 @@ fn run_on_terminal(args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
     // SAFETY: both descriptors were just opened and are owned here only.
     let (mut master, slave) =
         unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(slave))
@@ -765,7 +765,7 @@ fn live_follow_shows_data_within_a_flush() {
     ]);
     cmd.stdin(Stdio::null());
     let (mut proxy, proxy_out) = Proxy::spawn_raw_stdout(cmd);
-    let mut follow_cmd = Command::new(bin());
+    let mut follow_cmd = rawprox_command();
     follow_cmd.arg("follow").stdin(Stdio::from(proxy_out));
     let mut follower = Proxy::spawn(follow_cmd);
     wait_listening(port);
@@ -1094,6 +1094,52 @@ fn bad_lines_are_skipped_and_counted_on_one_line() {
     );
 }
 
+/// SPEC §9: a capture whose lines end in CRLF (saved by a Windows editor)
+/// reads exactly as the one it was made from: every subcommand writes the
+/// same bytes, and skips nothing.
+#[test]
+fn crlf_line_ends_read_the_same() {
+    let cap = capture();
+    let tmp = TempDir::new("crlf");
+    for file in cap.files() {
+        let path = Path::new(&file);
+        let text = fs::read_to_string(path).expect("read capture file");
+        assert!(!text.contains('\r'), "{file} has CR already");
+        let crlf = text.replace('\n', "\r\n");
+        fs::write(tmp.join(&path.file_name().unwrap().to_string_lossy()), crlf)
+            .expect("write CRLF copy");
+    }
+    let lf = cap.dir();
+    let crlf = path_str(tmp.path());
+    let http = &cap.conn("http").conn_id;
+    let pcap_lf = path_str(&tmp.join("lf.pcapng"));
+    let pcap_crlf = path_str(&tmp.join("crlf.pcapng"));
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["follow"],
+        vec!["follow", http],
+        vec!["extract", http],
+        vec!["extract", http, "--side", "target"],
+    ];
+    for args in cases {
+        let want = run(&[&args[..], &[&lf]].concat()).ok("LF");
+        let got = run(&[&args[..], &[&crlf]].concat()).ok("CRLF");
+        assert_eq!(got.stderr, "", "{args:?}: nothing skipped");
+        assert!(!want.stdout.is_empty(), "{args:?}: some output");
+        assert_bytes_eq(&got.stdout, &want.stdout, &format!("{args:?} on CRLF"));
+    }
+    run(&["pcap", "-o", &pcap_lf, &lf]).ok("pcap LF");
+    let ran = run(&["pcap", "-o", &pcap_crlf, &crlf]).ok("pcap CRLF");
+    assert_eq!(ran.stderr, "", "pcap: nothing skipped");
+    let want = fs::read(&pcap_lf).expect("LF pcapng");
+    assert_bytes_eq(
+        &fs::read(&pcap_crlf).expect("CRLF pcapng"),
+        &want,
+        "pcap on CRLF",
+    );
+}
+
 #[test]
 fn help_names_the_subcommands() {
     let help = Proxy::run(["--help"]);
@@ -1178,7 +1224,7 @@ fn a_subcommand_reading_a_terminal_says_so() {
     // SAFETY: both descriptors were just opened and are owned here only.
     let (mut master, slave) =
         unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
-    let mut cmd = Command::new(bin());
+    let mut cmd = rawprox_command();
     cmd.arg("list")
         .stdin(Stdio::from(slave))
         .stdout(Stdio::piped())

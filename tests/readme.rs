@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{TempDir, bin, free_port};
+use crate::util::{TempDir, bin, free_port, rawprox_command, runner};
 
 /// How long one example may run.
 const EXAMPLE_DEADLINE: Duration = Duration::from_secs(60);
@@ -156,7 +156,17 @@ fn run_example(doc: &str, block: &Block, exit: i32) -> Option<String> {
     let bin_dir = dir.join("bin");
     fs::create_dir_all(&work).expect("create the example's directory");
     fs::create_dir_all(&bin_dir).expect("create the bin directory");
-    std::os::unix::fs::symlink(bin(), bin_dir.join("rawprox.exe")).expect("link rawprox.exe");
+    let exe = bin_dir.join("rawprox.exe");
+    match runner() {
+        None => std::os::unix::fs::symlink(bin(), &exe).expect("link rawprox.exe"),
+        // A cross build (tests/util's RAWPROX_RUNNER): rawprox.exe runs it.
+        Some(runner) => {
+            let script = format!("#!/bin/sh\nexec {runner} '{}' \"$@\"\n", bin());
+            fs::write(&exe, script).expect("write rawprox.exe");
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            fs::set_permissions(&exe, mode).expect("make rawprox.exe executable");
+        }
+    }
     let ports: Vec<(&str, String)> = DOC_PORTS
         .iter()
         .map(|p| (*p, free_port().to_string()))
@@ -318,7 +328,7 @@ fn a_shell_block_must_say_whether_it_runs() {
 
 /// The lines of `rawprox.exe --help`.
 fn help_text() -> String {
-    let out = Command::new(bin())
+    let out = rawprox_command()
         .arg("--help")
         .output()
         .expect("run rawprox --help");

@@ -222,7 +222,8 @@ fn run(mut args: Vec<OsString>) -> Result<Skipped, Error> {
             };
             let inputs = open_inputs(&inputs)?;
             let colour = io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && crate::sys::enable_terminal_escapes();
             let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
             follow(&inputs, &select, colour, &mut out)
         }

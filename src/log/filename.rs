@@ -26,19 +26,41 @@ enum Piece {
 
 pub const DEFAULT_FILENAME_FORMAT: &str = "rawprox_%Y-%m-%d-%H.ndjson";
 
-/// A format's `/`-separated parts: none empty (`/x`, `a//b`, `x/`), none
-/// `.` or `..`, no NUL. Specifiers render digits (and `%%` a `%`), so no
-/// rendered name can be anything else.
+/// A format's parts, split at `/` (and at `\\` on Windows, SPEC §1): none
+/// empty (`/x`, `a//b`, `x/`), none `.` or `..`, no NUL. Specifiers render
+/// digits (and `%%` a `%`), so no rendered name can be anything else.
 fn stays_inside_the_directory(source: &str) -> Result<(), String> {
     let bad = source.contains('\0')
         || source
-            .split('/')
+            .split(crate::sys::SEPARATORS)
             .any(|part| part.is_empty() || part == "." || part == "..");
     if bad {
+        let seps = if crate::sys::SEPARATORS.len() > 1 {
+            "'/' or '\\'"
+        } else {
+            "'/'"
+        };
         return Err(format!(
-            "'{}' must name a file inside the log directory (no leading or trailing '/', no empty, '.' or '..' parts, no NUL)",
+            "'{}' must name a file inside the log directory (no leading or trailing {seps}, no empty, '.' or '..' parts, no NUL)",
             source.escape_default()
         ));
+    }
+    Ok(())
+}
+
+/// SPEC §1: every part of every name the format makes is one this system
+/// can create (on Windows: no `: * ? " < > |`, no device name such as
+/// `CON`, no trailing dot or space). Specifiers only render digits of a
+/// fixed width, so one rendering stands for all of them.
+fn creatable(format: &FilenameFormat) -> Result<(), String> {
+    let name = format.render(0);
+    for part in name.split(crate::sys::SEPARATORS) {
+        if let Some(why) = crate::sys::uncreatable(part) {
+            return Err(format!(
+                "'{}' makes names Windows cannot create ('{part}'): {why}",
+                format.source
+            ));
+        }
     }
     Ok(())
 }
@@ -85,10 +107,12 @@ impl FilenameFormat {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal));
         }
-        Ok(FilenameFormat {
+        let format = FilenameFormat {
             source: source.to_owned(),
             pieces,
-        })
+        };
+        creatable(&format)?;
+        Ok(format)
     }
 
     /// The pattern as the user wrote it.
@@ -126,8 +150,9 @@ mod tests {
 
     #[test]
     fn filename_specifiers() {
-        let f = FilenameFormat::parse("%Y-%m-%d %H:%M:%S day%j 100%%.log").unwrap();
-        assert_eq!(f.render(SECS), "2025-10-22 15:32:47 day295 100%.log");
+        // No ':' between the hours, minutes and seconds: Windows refuses it.
+        let f = FilenameFormat::parse("%Y-%m-%d %H.%M.%S day%j 100%%.log").unwrap();
+        assert_eq!(f.render(SECS), "2025-10-22 15.32.47 day295 100%.log");
         let f = FilenameFormat::parse(DEFAULT_FILENAME_FORMAT).unwrap();
         assert_eq!(f.render(SECS), "rawprox_2025-10-22-15.ndjson");
         assert_eq!(f.source(), DEFAULT_FILENAME_FORMAT);
@@ -179,8 +204,33 @@ mod tests {
             let err = FilenameFormat::parse(&bad).unwrap_err();
             assert!(err.contains("inside the log directory"), "{bad:?}: {err}");
         }
-        for good in ["%Y/%m/x.log", "a/b.c/..d", ".hidden", "...", "%%/x", "a.%Y"] {
+        for good in ["%Y/%m/x.log", "a/b.c/..d", ".hidden", "%%/x", "a.%Y"] {
             assert!(FilenameFormat::parse(good).is_ok(), "{good}");
         }
+    }
+
+    /// SPEC §1: on Windows a name Windows cannot create is refused like one
+    /// outside the directory, and `\` separates parts under the same rules;
+    /// elsewhere these are ordinary names.
+    #[test]
+    fn names_windows_cannot_create_are_refused_there() {
+        for bad in [
+            "a:b.log", "CON.log", "%Y/nul", "Aux.%H", "x.", "%Y ", "a*", "...",
+        ] {
+            let got = FilenameFormat::parse(bad);
+            assert_eq!(got.is_err(), cfg!(windows), "{bad:?}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains("Windows cannot create"), "{bad:?}: {e}");
+            }
+        }
+        for bad in ["..\\x", "\\x", "a\\\\b", "a\\.\\b", "%Y\\"] {
+            let got = FilenameFormat::parse(bad);
+            assert_eq!(got.is_err(), cfg!(windows), "{bad:?}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains("inside the log directory"), "{bad:?}: {e}");
+            }
+        }
+        let f = FilenameFormat::parse("%Y\\%m\\x.log").unwrap();
+        assert_eq!(f.render(SECS), "2025\\10\\x.log");
     }
 }

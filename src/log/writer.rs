@@ -12,11 +12,10 @@
 use super::chunk::paged_chunk;
 use super::destination::{DestKey, Destination};
 use super::filename::FilenameFormat;
-use crate::sys::WriteThrough;
+use crate::sys::{AsOutput, WriteThrough};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
@@ -201,7 +200,9 @@ impl Writer {
         if let Some(error) = failure {
             self.dead = true;
             self.report(match (&self.destination, error.kind()) {
-                (Destination::Stdout, io::ErrorKind::BrokenPipe) => FromWriter::StdoutClosed,
+                (Destination::Stdout, _) if crate::sys::reader_gone(&error) => {
+                    FromWriter::StdoutClosed
+                }
                 (destination, _) => FromWriter::Failed {
                     destination: destination.key(),
                     error,
@@ -268,7 +269,7 @@ fn write_files(
 }
 
 /// Writes `pieces` to `out`, giving each back once written.
-fn write_file<W: Write + AsFd>(
+fn write_file<W: Write + AsOutput>(
     out: &mut W,
     pieces: Vec<Piece>,
     back: &mut GiveBack,

@@ -32,16 +32,14 @@ impl Listener {
     /// Binds the rule's address. Errors read as SPEC §2 asks.
     pub fn bind(rule: PortRule) -> Result<Self, String> {
         let addr = rule.listen_addr();
-        let socket = TcpListener::bind(addr).map_err(|e| {
+        // SPEC §3: bursts of clients are not dropped (a backlog of 4096).
+        let socket = crate::sys::bind_listener(addr).map_err(|e| {
             if e.kind() == io::ErrorKind::AddrInUse {
                 format!("Port {} is already in use", rule.local_port)
             } else {
                 format!("cannot listen on port {} ({addr}): {e}", rule.local_port)
             }
         })?;
-        // SPEC §3: bursts of clients are not dropped.
-        crate::sys::raise_listen_backlog(&socket)
-            .map_err(|e| format!("cannot listen on port {} ({addr}): {e}", rule.local_port))?;
         Ok(Listener {
             socket,
             target_name: rule.target_display().into(),

@@ -1,9 +1,9 @@
 //! A client/target pair: the connect phases, the two pipes, and the rules for
 //! logging `open` and exactly one `close` (SPEC §3, §4). Sockets are registered
 //! once for READABLE | WRITABLE (edge-triggered, as nginx does) and never
-//! reregistered: `Pipe::pump` runs until WouldBlock (or a short read that
-//! emptied the socket), so every edge is consumed and interest never needs
-//! editing.
+//! reregistered: `Pipe::pump` runs until WouldBlock (or, on epoll, a short
+//! read that emptied the socket), so every edge is consumed and interest
+//! never needs editing.
 
 use crate::format::connid::ConnId;
 use crate::format::side::Side;
@@ -312,7 +312,8 @@ impl Pair {
             };
             let turn = Turn {
                 may_read,
-                short_read_drains: drained == Some(src),
+                // Off where the poller needs a WouldBlock to re-arm (Windows).
+                short_read_drains: crate::sys::SHORT_READ_DRAINS && drained == Some(src),
             };
             let outcome = match src {
                 Side::Client => {

@@ -31,7 +31,8 @@ pub struct Turn {
     pub may_read: bool,
     /// A read shorter than asked means `src` is empty for now: stop there
     /// instead of reading again to see `WouldBlock` (edge-triggered events
-    /// announce new bytes).
+    /// announce new bytes). Only where `sys::SHORT_READ_DRAINS` allows:
+    /// mio on Windows re-arms a socket only after `WouldBlock`.
     pub short_read_drains: bool,
 }
 

@@ -484,6 +484,7 @@ impl Progress {
             || inputs
                 .iter()
                 .any(|i| matches!(i, Input::Stdin | Input::Bytes(_)))
+            || !crate::sys::enable_terminal_escapes()
         {
             return None;
         }

@@ -32,8 +32,40 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How often polling waits look again.
 const POLL: Duration = Duration::from_millis(10);
 
+/// The binary under test: cargo's native build, or a cross build named by
+/// `RAWPROX_EXE` (`.ci/cross-test` sets it), run through `RAWPROX_RUNNER`
+/// (`wine`, `qemu-aarch64`) when that is set.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rawprox")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("RAWPROX_EXE") {
+        // Absolute, as tests run it from other directories too.
+        Ok(exe) => path_str(&std::path::absolute(exe).expect("RAWPROX_EXE as an absolute path")),
+        Err(_) => env!("CARGO_BIN_EXE_rawprox").to_string(),
+    })
+}
+
+/// The program that runs a cross build (`wine`, `qemu-aarch64`), if any.
+pub fn runner() -> Option<String> {
+    std::env::var("RAWPROX_RUNNER")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
+/// True when the binary under test is the Windows build (run by wine).
+pub fn windows() -> bool {
+    runner().is_some_and(|r| r.contains("wine"))
+}
+
+/// `rawprox` (through the runner, if any) with no arguments yet.
+pub fn rawprox_command() -> Command {
+    match runner() {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.arg(bin());
+            cmd
+        }
+        None => Command::new(bin()),
+    }
 }
 
 /// `LOCAL:127.0.0.1:TARGET`, the usual rule of these tests.
@@ -332,7 +364,7 @@ impl Proxy {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(bin());
+        let mut cmd = rawprox_command();
         cmd.args(args).stdin(Stdio::null());
         cmd
     }

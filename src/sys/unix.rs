@@ -1,13 +1,87 @@
-//! What the standard library does not offer: raising the open-file limit
-//! and the listen backlog (SPEC §3), telling the allocator to give big buffers back, paging memory
-//! in ahead of use, and keeping written log data from filling the page
-//! cache. These are the platform calls that need `unsafe`; the only other
-//! `unsafe` is the SIMD code of the line format's encoder and decoder.
+//! The Unix side of `sys` (Linux with glibc or musl): raising the open-file
+//! limit and the listen backlog (SPEC §3), signals for the loop (SPEC §6),
+//! telling the allocator to give big buffers back, paging memory in ahead
+//! of use, keeping written log data from filling the page cache, and a
+//! file's identity and opening it without waiting for a writer (SPEC §9).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// epoll's edge-triggered mode reports new bytes even after a read that
+/// stopped short of `WouldBlock`, so a short read may end a turn (see
+/// `Turn::short_read_drains`): it saves the read that would only say
+/// `WouldBlock`, which the keep-alive bench shows pays.
+pub const SHORT_READ_DRAINS: bool = true;
+
+/// SIGINT, SIGTERM and SIGHUP (SPEC §6: a closed terminal shuts down like
+/// SIGTERM), reported to the loop by a readiness event on their token.
+pub struct Signals {
+    signals: signal_hook_mio::v1_0::Signals,
+    /// Set when shutdown starts: a second signal then exits at once.
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Starts catching the signals; `registry` reports `token` when one
+    /// comes. (`_wake` is for platforms without a pollable signal source.)
+    pub fn new(
+        registry: &Registry,
+        token: Token,
+        _wake: &Arc<dyn Fn() + Send + Sync>,
+    ) -> io::Result<Self> {
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            // SPEC §6: a second signal during shutdown exits at once.
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                130,
+                Arc::clone(&shutting_down),
+            )?;
+        }
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        registry.register(&mut signals, token, Interest::READABLE)?;
+        Ok(Signals {
+            signals,
+            shutting_down,
+        })
+    }
+
+    /// True if a shutdown signal came since the last call.
+    pub fn pending(&mut self) -> bool {
+        self.signals.pending().next().is_some()
+    }
+
+    /// `pending` for a wake-up by the loop's waker: never, as signals come
+    /// by their own token here (and the waker wakes for every writer report).
+    pub fn pending_on_wake(&mut self) -> bool {
+        false
+    }
+
+    /// Shutdown has started: from now on a signal exits at once.
+    pub fn shutdown_started(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+}
+
+/// True if a write failed because the reader of the pipe went away (EPIPE,
+/// as with `| head`): SPEC §5 makes that a clean end, not an error.
+pub fn reader_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// Terminals on Unix take ANSI escapes as they are.
+pub fn enable_terminal_escapes() -> bool {
+    true
+}
 
 /// Raises the open-file soft limit to the hard limit. Best effort: on
 /// failure rawprox runs with the limit it was given.
@@ -31,14 +105,16 @@ pub fn raise_open_file_limit() {
 /// `net.core.somaxconn` (4096 by default since Linux 5.4).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Raises the backlog of a listening socket (mio and std listen with 128):
-/// on Linux a second `listen` on a listening socket only sets the backlog.
-pub fn raise_listen_backlog(listener: &impl AsRawFd) -> io::Result<()> {
+/// Binds a listening socket with a backlog of `LISTEN_BACKLOG` (mio and
+/// std listen with 128): on Linux a second `listen` on a listening socket
+/// only sets the backlog.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
     // SAFETY: listen on a valid descriptor, borrowed for the call.
     if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(listener)
 }
 
 /// Pages in the whole pages of `buf`'s spare capacity, so their first touch
@@ -85,6 +161,10 @@ const WRITE_PIECE: usize = 8 << 20;
 /// waited for.
 const PIECES_IN_FLIGHT: usize = 2;
 
+/// What `WriteThrough` writes to: a file or stdout, by its descriptor.
+pub trait AsOutput: AsFd {}
+impl<T: AsFd> AsOutput for T {}
+
 /// Writes a flush to one destination in pieces, and keeps what is written
 /// from piling up in the page cache when the destination is a regular file:
 /// each piece's writeback starts once it is written, and the piece two
@@ -103,7 +183,7 @@ pub struct WriteThrough {
 }
 
 impl WriteThrough {
-    pub fn new(out: &impl AsFd) -> Self {
+    pub fn new(out: &impl AsOutput) -> Self {
         let fd = out.as_fd().as_raw_fd();
         // SAFETY: advice only; the descriptor is open for the call. A pipe
         // or terminal makes it fail, changing nothing.
@@ -182,41 +262,25 @@ fn finish_writeback_and_drop(fd: RawFd, range: &Range<i64>) {
 }
 
 /// What makes a file the same file whatever its name (SPEC §9: each file
-/// is read once, a directory cycle is never entered): device and inode on
-/// Unix, the canonical path elsewhere.
+/// is read once, a directory cycle is never entered): device and inode.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileId(
-    #[cfg(unix)] (u64, u64),
-    #[cfg(not(unix))] std::path::PathBuf,
-);
+pub struct FileId((u64, u64));
 
 /// The identity of the file `meta` (from `path`) describes.
-pub fn file_id(path: &std::path::Path, meta: &std::fs::Metadata) -> Option<FileId> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let _ = path;
-        Some(FileId((meta.dev(), meta.ino())))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        std::fs::canonicalize(path).ok().map(FileId)
-    }
+pub fn file_id(_path: &std::path::Path, meta: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId((meta.dev(), meta.ino())))
 }
 
 /// Opens a file to read without waiting for a writer: a FIFO put where a
 /// log file was listed would otherwise block `open` for ever (SPEC §9: only
 /// regular files are read). Fails unless it is a regular file.
 pub fn open_regular(path: &std::path::Path) -> io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
