@@ -468,22 +468,7 @@ enum Pty {
 /// returns its status, what reached the terminal, and what reached the
 /// pipe (stdout or stderr, whichever is not the terminal).
 fn run_on_pty(args: &[&str], on: Pty) -> (ExitStatus, Vec<u8>, Vec<u8>) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors; the other pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both descriptors were just opened and are owned here only.
-    let (mut master, slave) =
-        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let (mut master, slave) = openpty();
     let mut cmd = rawprox_command();
     cmd.args(args).stdin(Stdio::null()).env_remove("NO_COLOR");
     match on {

@@ -412,23 +412,7 @@ pub(crate) fn run(args: &[&str]) -> Ran {
 /// Runs `rawprox ARGS` with its stdout on a pseudo-terminal; returns what
 /// it wrote there.
 fn run_on_terminal(args: &[&str], env: &[(&str, &str)]) -> Vec<u8> {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors into the given ints; the
-    // name, termios and winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both descriptors were just opened and are owned here only.
-    let (mut master, slave) =
-        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let (mut master, slave) = openpty();
     let mut cmd = rawprox_command();
     cmd.args(args)
         .stdin(Stdio::null())
@@ -1207,23 +1191,7 @@ fn follow_of_an_unknown_conn_id_is_an_error() {
 /// that it reads stdin (and how to end it) instead of waiting mutely.
 #[test]
 fn a_subcommand_reading_a_terminal_says_so() {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors into the given ints; the
-    // name, termios and winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty");
-    // SAFETY: both descriptors were just opened and are owned here only.
-    let (mut master, slave) =
-        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let (mut master, slave) = openpty();
     let mut cmd = rawprox_command();
     cmd.arg("list")
         .stdin(Stdio::from(slave))
