@@ -68,7 +68,8 @@ fn needs_escape(word: u64) -> u64 {
 /// other CPU (ARM), `push_data_portable`.
 pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
     match Encoder::chosen() {
-        Encoder::Ssse3 if escape_dense(bytes) && avx512_here() => Encoder::Avx512.push(out, bytes),
+        // The cached CPU check first: only AVX-512 CPUs look at the payload.
+        Encoder::Ssse3 if avx512_here() && escape_dense(bytes) => Encoder::Avx512.push(out, bytes),
         chosen => chosen.push(out, bytes),
     }
 }

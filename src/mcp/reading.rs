@@ -615,7 +615,7 @@ impl Reader {
             Arc::clone(&self.idle),
         );
         idle.fetch_add(1, Ordering::SeqCst);
-        thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name("rawprox-reader".into())
             .spawn(move || {
                 loop {
@@ -633,7 +633,12 @@ impl Reader {
                     }
                     wake();
                 }
-            })?;
+            });
+        if let Err(e) = spawned {
+            // No new reader after all: it is not idle.
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            return Err(e);
+        }
         self.started += 1;
         Ok(())
     }
