@@ -3,7 +3,8 @@
 //! 8 bytes at a time (AVX2 shuffles within 16-byte lanes). Checked against
 //! the scalar decoder in the tests of `data.rs`.
 
-use super::sse::{COMPRESS, ESCAPE_TABLES, escaped_bytes};
+use super::portable::escaped_bytes;
+use super::sse::{COMPRESS, ESCAPE_TABLES};
 use std::arch::x86_64::*;
 
 /// True when this CPU can run `decode_blocks`.

@@ -1,10 +1,12 @@
 //! A `data` string to the bytes it stands for (SPEC §4: the JSON string,
 //! then `%XX`). Whole blocks go through the widest block decoder the CPU
-//! has (`sse.rs`, `avx2.rs`), chosen once; the scalar loop here takes the
-//! rest and says what is wrong with a string that does not decode. `\u`
+//! has (`avx2.rs`, `sse.rs`, or `portable.rs` on every other CPU), chosen
+//! once; the scalar loop here takes the rest and says what is wrong with a
+//! string that does not decode. `\u`
 //! escapes, which rawprox never writes, go through `serde_json` first.
 
 use super::bad::Bad;
+use super::portable;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, sse};
 use std::borrow::Cow;
@@ -53,7 +55,7 @@ impl<'a> Data<'a> {
 
     /// `decode_in` with the given decoder (`Decoder::Portable`: what every
     /// CPU that is not x86-64 runs); one the CPU lacks is not used (the
-    /// portable loop decodes all, the same bytes).
+    /// scalar loop decodes all, the same bytes).
     pub fn decode_in_with<'s>(
         &self,
         scratch: &'s mut Vec<u8>,
@@ -68,8 +70,7 @@ impl<'a> Data<'a> {
         if scratch.len() < room {
             scratch.resize(room, 0);
         }
-        // Blocks only for a text long enough to fill one.
-        let blocks = decoder.blocks().filter(|_| self.text.len() >= 18);
+        let blocks = decoder.blocks().filter(|_| decoder.takes(&self.text));
         match decode_escaped_to(&self.text, scratch, blocks) {
             Ok(len) => Ok(&scratch[..len]),
             Err(Stop::Bad(why)) => Err(why),
@@ -94,17 +95,18 @@ impl<'a> Data<'a> {
 /// output while it can; `(text used, bytes written)` (see `sse.rs`).
 type Blocks = unsafe fn(&[u8], &mut [u8]) -> (usize, usize);
 
-/// The decoders `decode_in` chooses from: a block decoder for whole blocks
-/// and the portable loop (`decode_escaped_to`) for the rest, or the
-/// portable loop alone. Public so that `cargo bench --bench decode`
-/// measures each one this CPU runs beside the others.
+/// The decoders `decode_in` chooses from: each a block decoder for whole
+/// blocks, with the scalar loop (`decode_escaped_to`) for the rest. Public
+/// so that `cargo bench --bench decode` measures each one this CPU runs
+/// beside the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decoder {
     /// 32 bytes a step (`avx2.rs`).
     Avx2,
     /// 16 bytes a step (`sse.rs`: SSSE3, SSE4.1).
     Sse,
-    /// No SIMD: every CPU that is not x86-64 (ARM).
+    /// 64 bytes a step in `u64` arithmetic (`portable.rs`): every CPU that
+    /// is not x86-64 (ARM).
     Portable,
 }
 
@@ -122,17 +124,34 @@ impl Decoder {
 
     /// True when this CPU has what the decoder needs.
     pub fn runs_here(self) -> bool {
-        self == Decoder::Portable || self.blocks().is_some()
+        self.blocks().is_some()
     }
 
-    /// Its block decoder, if it has one and the CPU can run it.
+    /// Its block decoder, if the CPU can run it.
     fn blocks(self) -> Option<Blocks> {
         match self {
             #[cfg(target_arch = "x86_64")]
             Decoder::Avx2 if avx2::available() => Some(avx2::decode_blocks as Blocks),
             #[cfg(target_arch = "x86_64")]
             Decoder::Sse if sse::available() => Some(sse::decode_blocks as Blocks),
+            Decoder::Portable => Some(portable::decode_blocks as Blocks),
             _ => None,
+        }
+    }
+
+    /// True when its block decoder is worth calling for `text`: a text
+    /// that fills a block and the two bytes after it (the last escape's
+    /// digits). The portable one only for escape-dense text (binary: an
+    /// escape every 3 to 4 characters), judged by the first block: text
+    /// with an escape every dozen characters or more (HTTP, most JSON)
+    /// goes faster through the scalar loop, which skips plain words.
+    fn takes(self, text: &[u8]) -> bool {
+        match self {
+            Decoder::Avx2 => text.len() >= 34,
+            Decoder::Sse => text.len() >= 18,
+            Decoder::Portable => text.get(..66).is_some_and(|first| {
+                first.iter().filter(|&&c| c == b'%' || c == b'\\').count() >= 8
+            }),
         }
     }
 }
@@ -323,7 +342,7 @@ mod tests {
     /// decoder.
     #[test]
     fn blocks_decode_as_the_scalar_decoder_does() {
-        let mut decoders: Vec<(&str, Blocks)> = Vec::new();
+        let mut decoders: Vec<(&str, Blocks)> = vec![("portable", portable::decode_blocks)];
         #[cfg(target_arch = "x86_64")]
         {
             if sse::available() {
@@ -332,9 +351,6 @@ mod tests {
             if avx2::available() {
                 decoders.push(("avx2", avx2::decode_blocks));
             }
-        }
-        if decoders.is_empty() {
-            eprintln!("no block decoder runs on this CPU");
         }
         for (name, decoder) in decoders {
             eprintln!("checking the {name} block decoder");
@@ -480,22 +496,24 @@ mod tests {
             text.push_str(piece);
             bytes.push(byte);
         }
-        let mut decoders: Vec<Blocks> = Vec::new();
+        // Each decoder with how near the end it may stop: its block and the
+        // digits after it, and some.
+        let mut decoders: Vec<(Blocks, usize)> = vec![(portable::decode_blocks, 70)];
         #[cfg(target_arch = "x86_64")]
         {
             if sse::available() {
-                decoders.push(sse::decode_blocks);
+                decoders.push((sse::decode_blocks, 40));
             }
             if avx2::available() {
-                decoders.push(avx2::decode_blocks);
+                decoders.push((avx2::decode_blocks, 40));
             }
         }
-        for decoder in decoders {
+        for (decoder, near_end) in decoders {
             let mut out = vec![0u8; text.len() + 16];
             // SAFETY: only decoders this CPU has; `out` has the room.
             let (used, written) = unsafe { decoder(text.as_bytes(), &mut out) };
             assert!(
-                used + 40 > text.len(),
+                used + near_end > text.len(),
                 "stopped at {used} of {}",
                 text.len()
             );

@@ -14,12 +14,14 @@
 //! |---|---|
 //! | `line` | one line to a `Line`: the fast path and the `serde_json` one |
 //! | `data` | a `data` string to bytes: the scalar decoder and its dispatch |
-//! | `sse`, `avx2` | block decoders for the `data` string, 16 and 32 bytes wide |
+//! | `sse`, `avx2`, `portable` | block decoders for the `data` string: 16 and 32 bytes wide (x86-64), 64 bytes in `u64` arithmetic (every CPU) |
 //! | `bad` | why a line was skipped |
 
 pub mod bad;
 pub mod data;
 pub mod line;
+
+mod portable;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -10,6 +10,7 @@
 //! a bare quote) is left to the scalar decoder, which also says what is wrong.
 //! Checked against it in the tests of `data.rs`.
 
+use super::portable::escaped_bytes;
 use std::arch::x86_64::*;
 
 /// True when this CPU can run `decode_blocks`.
@@ -17,21 +18,6 @@ pub fn available() -> bool {
     is_x86_feature_detected!("ssse3")
         && is_x86_feature_detected!("sse4.1")
         && is_x86_feature_detected!("popcnt")
-}
-
-/// Bit k set where byte k of a block is escaped, given bit k of
-/// `backslashes` set where byte k is `\`: a run of backslashes escapes
-/// every other byte from the one after its start, so the byte after the run
-/// when the run is odd. A block never starts inside an escape, and bit 63
-/// of `backslashes` must be clear. Branch-free, as simdjson finds escaped
-/// quotes: adding the runs that start on an odd bit to the mask carries
-/// each of them out of its run, which flips the even/odd pattern for it.
-pub(super) fn escaped_bytes(backslashes: u64) -> u64 {
-    const EVEN: u64 = 0x5555_5555_5555_5555;
-    let follows = backslashes << 1;
-    let odd_starts = backslashes & !EVEN & !follows;
-    let carried = odd_starts + backslashes;
-    (EVEN ^ (carried << 1)) & follows
 }
 
 /// For each set of kept bytes among 8 (bit k: byte k), the shuffle that
@@ -108,35 +94,6 @@ fn escaped_byte(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `escaped_bytes` against a byte-by-byte walk, for every 16-bit mask
-    /// and random 32-bit ones.
-    #[test]
-    fn runs_of_backslashes_escape_every_other_byte() {
-        let walk = |bsl: u64| {
-            let (mut escaped, mut k) = (0u64, 0);
-            while k < 63 {
-                if bsl >> k & 1 != 0 {
-                    escaped |= 1 << (k + 1);
-                    k += 2;
-                } else {
-                    k += 1;
-                }
-            }
-            escaped
-        };
-        for bsl in 0..=0xFFFFu64 {
-            assert_eq!(escaped_bytes(bsl), walk(bsl), "{bsl:#b}");
-        }
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        for _ in 0..100_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let bsl = seed & seed >> 32 & 0xFFFF_FFFF | seed >> 40 & 0xFFFF_FFFF;
-            assert_eq!(escaped_bytes(bsl), walk(bsl), "{bsl:#b}");
-        }
-    }
 
     /// The tables give each escape its byte, and nothing for any other
     /// character.
