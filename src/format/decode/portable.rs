@@ -121,11 +121,15 @@ pub fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
     let (mut i, mut j) = (0usize, 0usize);
     // Each block reads `text[i..i + 66]` (the two bytes after it for the
     // last escape's digits), so it stops 66 bytes before the end.
-    while i + 66 <= text.len() {
-        let mut block: [u8; 64] = text[i..i + 64].try_into().expect("64 bytes");
+    while let Some(window) = text.get(i..i + 66) {
+        let window: &[u8; 66] = window.try_into().expect("66 bytes");
+        let mut block: [u8; 64] = window[..64].try_into().expect("64 bytes");
         let m = masks(&block);
+        // `j <= i` (every byte written stands for at least one of text
+        // used), so the block's bytes fit.
+        let dest: &mut [u8; 64] = (&mut out[j..j + 64]).try_into().expect("64 bytes");
         if m.any == 0 {
-            out[j..j + 64].copy_from_slice(&block);
+            *dest = block;
             i += 64;
             j += 64;
             continue;
@@ -139,16 +143,15 @@ pub fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         let mut bad = u16::from(m.not_json & !escaped != 0) << 8;
         // Each escape's byte in place of its first character, found from
         // the one or two characters after it, which may be past the block.
+        // Both kinds worked out and one kept, so that a mix of `%XX` and
+        // `\c` costs no branch.
         let mut escapes = starts | percents;
         while escapes != 0 {
-            let k = escapes.trailing_zeros() as usize;
+            let k = escapes.trailing_zeros() as usize & 63;
             escapes &= escapes - 1;
-            let (c1, c2) = (text[i + k + 1] as usize, text[i + k + 2] as usize);
-            let byte = if percents >> k & 1 != 0 {
-                HEX[c1] << 4 | HEX[c2]
-            } else {
-                ESCAPED[c1]
-            };
+            let (c1, c2) = (usize::from(window[k + 1]), usize::from(window[k + 2]));
+            let percent = 0u16.wrapping_sub((percents >> k & 1) as u16);
+            let byte = (HEX[c1] << 4 | HEX[c2]) & percent | ESCAPED[c1] & !percent;
             bad |= byte;
             block[k] = byte as u8;
         }
@@ -161,12 +164,13 @@ pub fn decode_blocks(text: &[u8], out: &mut [u8]) -> (usize, usize) {
         let past = (starts >> 63) + (percents >> 62 & 1) + (percents >> 63) * 2;
         // The kept bytes one by one, each found by its bit: no branch on
         // which they are.
-        let mut keep = !dropped;
+        let (mut keep, mut n) = (!dropped, 0);
         while keep != 0 {
-            out[j] = block[keep.trailing_zeros() as usize];
+            dest[n & 63] = block[keep.trailing_zeros() as usize & 63];
             keep &= keep - 1;
-            j += 1;
+            n += 1;
         }
+        j += n;
         i += 64 + past as usize;
     }
     (i, j)
