@@ -27,7 +27,9 @@ Every load is bounded in bytes and time; logs are deleted after each
 workload. It prints a table with rawprox @DIR's ratio to haproxy, to
 haproxy with one thread and to no proxy, then one row per bulk transfer.
 --bulk-only skips the HTTP and idle measures; --rawprox PATH measures
-another build (an older commit's, say) instead of building release/.
+another build (an older commit's, say) instead of building release/;
+--before PATH measures that build too, as "rawprox before @DIR", in the
+same run, and adds each measure's ratio of rawprox @DIR to it.
 """
 
 import hashlib
@@ -42,15 +44,32 @@ import tempfile
 import threading
 import time
 
+
+def option_value(name):
+    """The path after `name` on the command line, or None."""
+    if name not in sys.argv:
+        return None
+    at = sys.argv.index(name) + 1
+    if at >= len(sys.argv) or sys.argv[at].startswith("--"):
+        sys.exit(f"Error: {name} needs a path")
+    return os.path.abspath(sys.argv[at])
+
+
+if "--help" in sys.argv or "-h" in sys.argv:
+    print(__doc__)
+    sys.exit(0)
+_values = {sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a in ("--rawprox", "--before")}
+_unknown = [a for a in sys.argv[1:] if a not in ("--quick", "--bulk-only", "--rawprox", "--before") and a not in _values]
+if _unknown:
+    sys.exit(f"Error: unknown argument {_unknown[0]!r} (see --help)")
 QUICK = "--quick" in sys.argv
 BULK_ONLY = "--bulk-only" in sys.argv
 # Bulk sizes in MiB.
 SIZES = (256, 512) if QUICK else (1024, 2048)
 WRK_SECONDS = 5 if QUICK else 10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RAWPROX = os.path.join(ROOT, "release", "rawprox.exe")
-if "--rawprox" in sys.argv:
-    RAWPROX = os.path.abspath(sys.argv[sys.argv.index("--rawprox") + 1])
+RAWPROX = option_value("--rawprox") or os.path.join(ROOT, "release", "rawprox.exe")
+BEFORE = option_value("--before")
 # Bulk workloads: (name, tool, text, reverse).
 WORKLOADS = (
     ("binary up", "iperf3", False, False),
@@ -71,6 +90,8 @@ FRONTS = {
     "rawprox >file": (27201, 27080, 27999),
     "rawprox @tmpfs": (22201, 22080, 22999),
 }
+if BEFORE:
+    FRONTS["rawprox before @DIR"] = (21201, 21080, 21999)
 
 
 def sh(cmd, **kw):
@@ -180,6 +201,7 @@ class Setup:
                     f.write(chunk)
                     written += len(chunk)
         self.logs = os.path.join(self.tmp, "logs")
+        self.before_logs = os.path.join(self.tmp, "before-logs")
         self.tmpfs_logs = tempfile.mkdtemp(prefix="rawprox-compare-", dir="/dev/shm")
         self.stdout_file = os.path.join(self.tmp, "stdout.ndjson")
 
@@ -219,6 +241,9 @@ http {{
         out = open(self.stdout_file, "ab")  # O_APPEND, so truncating it between workloads is safe
         self.procs["rawprox >file"] = subprocess.Popen([RAWPROX, *rules("rawprox >file")], stdout=out)
         self.procs["rawprox @tmpfs"] = subprocess.Popen([RAWPROX, *rules("rawprox @tmpfs"), f"@{self.tmpfs_logs}"])
+        if BEFORE:
+            before = "rawprox before @DIR"
+            self.procs[before] = subprocess.Popen([BEFORE, *rules(before), f"@{self.before_logs}"])
         for ports in FRONTS.values():
             for port in ports:
                 wait_port(port)
@@ -226,13 +251,14 @@ http {{
     def log_bytes(self, name):
         if name == "rawprox >file":
             return os.path.getsize(self.stdout_file)
-        logs = self.tmpfs_logs if name == "rawprox @tmpfs" else self.logs
+        logs = {"rawprox @tmpfs": self.tmpfs_logs, "rawprox before @DIR": self.before_logs}.get(name, self.logs)
         if not os.path.isdir(logs):
             return 0
         return sum(os.path.getsize(os.path.join(logs, f)) for f in os.listdir(logs))
 
     def delete_logs(self):
         shutil.rmtree(self.logs, ignore_errors=True)
+        shutil.rmtree(self.before_logs, ignore_errors=True)
         for f in os.listdir(self.tmpfs_logs):
             os.remove(os.path.join(self.tmpfs_logs, f))
         open(self.stdout_file, "w").close()
@@ -395,10 +421,13 @@ def summarize(results, bulk):
 
 
 def report_bulk(bulk):
-    """One row per transfer, each proxy's ratio to haproxy's same transfer."""
+    """One row per transfer, each proxy's ratio to haproxy's same transfer
+    (and, with --before, to the build before's)."""
     base = {(w, s): g for n, w, s, g, *_ in bulk if n == "haproxy"}
-    print("\n| proxy | transfer | Gbit/s | / haproxy | peak RSS, MiB | CPU s per GB | backlog at end, MiB |")
-    print("|---|---|---|---|---|---|---|")
+    before = {(w, s): (g, c) for n, w, s, g, _, c, _ in bulk if n == "rawprox before @DIR"}
+    extra = " / before | CPU / before |" if BEFORE else ""
+    print(f"\n| proxy | transfer | Gbit/s | / haproxy | peak RSS, MiB | CPU s per GB | backlog at end, MiB |{extra}")
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if BEFORE else ""))
     for name, workload, size, gbps, peak, cpu, backlog in bulk:
         if name == "no proxy":
             continue
@@ -406,6 +435,10 @@ def report_bulk(bulk):
         gb = size * 1024 * 1024 / 1e9
         cells = [f"{peak / 1024:.0f}" if peak else "–", f"{cpu / gb:.2f}" if cpu is not None else "–",
                  f"{backlog / 2**20:.0f}" if backlog is not None and name.startswith("rawprox") else "–"]
+        if BEFORE:
+            then_gbps, then_cpu = before.get((workload, size), (None, None))
+            cells.append(f"{gbps / then_gbps:.2f}×" if then_gbps else "–")
+            cells.append(f"{cpu / then_cpu:.2f}×" if then_cpu and cpu is not None else "–")
         print(f"| {name} | {workload}, {size // 1024 if size >= 1024 else size}{' GiB' if size >= 1024 else ' MiB'} "
               f"| {gbps:.2f} | {ratio} | {' | '.join(cells)} |")
 
@@ -439,7 +472,7 @@ def report(results):
             return "yes" if value else "NO"
         return spec.format(value)
 
-    bases = ("haproxy", "haproxy 1 thread", "no proxy")
+    bases = ("haproxy", "haproxy 1 thread", "no proxy") + (("rawprox before @DIR",) if BEFORE else ())
     header = f"| measure | {' | '.join(names)} | {' | '.join(f'rawprox @DIR / {b}' for b in bases)} |"
     print("\n" + header)
     print("|" + "---|" * (len(names) + 1 + len(bases)))
