@@ -436,7 +436,7 @@ def report_bulk(bulk):
         cells = [f"{peak / 1024:.0f}" if peak else "–", f"{cpu / gb:.2f}" if cpu is not None else "–",
                  f"{backlog / 2**20:.0f}" if backlog is not None and name.startswith("rawprox") else "–"]
         if BEFORE:
-            then_gbps, then_cpu = before.get((workload, size), (None, None))
+            then_gbps, then_cpu = before.get((workload, size), (None, None)) if name.startswith("rawprox") else (None, None)
             cells.append(f"{gbps / then_gbps:.2f}×" if then_gbps else "–")
             cells.append(f"{cpu / then_cpu:.2f}×" if then_cpu and cpu is not None else "–")
         print(f"| {name} | {workload}, {size // 1024 if size >= 1024 else size}{' GiB' if size >= 1024 else ' MiB'} "
