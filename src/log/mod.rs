@@ -450,7 +450,9 @@ impl Log {
             FromWriter::Written { id, seq, chunks } => {
                 self.writers.on_progress(id, Some(seq), Instant::now());
                 self.take_back_shared(chunks);
-                self.pool.keep_at_most(self.flushed_chunks + 1);
+                // The spares paged in ahead stay for the next interval (a
+                // chunk's life, step 5).
+                self.pool.keep_at_most(self.flushed_chunks + PAGE_AHEAD);
                 let destinations = &self.destinations;
                 self.writers
                     .retire_idle(|key| destinations.iter().any(|d| d.key() == *key));
@@ -553,6 +555,24 @@ mod tests {
         fill(&mut capped, 2);
         assert_eq!(capped.chunks_to_page_ahead(), 0);
         assert!(!capped.has_room());
+    }
+
+    #[test]
+    fn a_written_flush_keeps_the_spares_paged_ahead() {
+        let mut log = quiet_log(None);
+        log.flushed_chunks = 4;
+        // The flush's chunks are back, beside those paged in ahead meanwhile.
+        log.pool
+            .give_back((0..4 + PAGE_AHEAD + 3).map(|_| paged_chunk()));
+        let mut news = News::default();
+        let written = FromWriter::Written {
+            id: usize::MAX,
+            seq: 1,
+            chunks: Vec::new(),
+        };
+        log.on_report(written, &mut news);
+        assert!(news.written && news.room);
+        assert_eq!(log.pool.len(), 4 + PAGE_AHEAD);
     }
 
     #[test]
