@@ -2,12 +2,15 @@
 //! where the CPU lacks AVX-512, runs of bytes that mostly need escaping
 //! where it has it; the byte-by-byte table costs about 3 cycles a byte.
 //! Per block: classify each byte (literal, `\`-escape, `%XX`); a block of
-//! literals is stored as it is; otherwise build each byte's 1 to 3 output
-//! bytes in three vectors (`pshufb` looks up hex digits and escape
-//! letters), interleave them into 4-byte slots, and squeeze each group of 4
-//! slots with a `pshufb` mask chosen by the group's lengths (3^4 = 81
-//! masks). The results are checked against the table encoder in the tests
-//! of `encode.rs`.
+//! literals is stored as it is; a block with no `%XX` (most blocks of HTTP
+//! headers and JSON: CR LF, quotes) interleaves each byte's 1 or 2 output
+//! bytes into pairs and squeezes each half of 8 pairs with a `pshufb` mask
+//! chosen by which of them are escapes (256 masks); otherwise build each
+//! byte's 1 to 3 output bytes in three vectors (`pshufb` looks up hex
+//! digits and escape letters), interleave them into 4-byte slots, and
+//! squeeze each group of 4 slots with a `pshufb` mask chosen by the group's
+//! lengths (3^4 = 81 masks). The results are checked against the table
+//! encoder in the tests of `encode.rs`.
 
 use std::arch::x86_64::*;
 
@@ -58,6 +61,34 @@ const GROUPS: [Group; 81] = {
         index += 1;
     }
     groups
+};
+
+/// Length and squeeze mask of 8 pairs (first byte, second byte) by which
+/// of them are `\`-escapes (bit k: pair k): a literal keeps its first
+/// byte, an escape both.
+const PAIRS: [Group; 256] = {
+    let mut pairs = [const {
+        Group {
+            mask: [0x80; 16],
+            len: 0,
+        }
+    }; 256];
+    let mut escapes = 0;
+    while escapes < 256 {
+        let (mut k, mut len) = (0, 0);
+        while k < 8 {
+            pairs[escapes].mask[len] = 2 * k as u8;
+            len += 1;
+            if escapes >> k & 1 != 0 {
+                pairs[escapes].mask[len] = 2 * k as u8 + 1;
+                len += 1;
+            }
+            k += 1;
+        }
+        pairs[escapes].len = len;
+        escapes += 1;
+    }
+    pairs
 };
 
 #[target_feature(enable = "ssse3")]
@@ -113,9 +144,35 @@ fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             continue;
         }
         let hex = _mm_andnot_si128(_mm_or_si128(literal, short), set(0xFF));
+        if _mm_movemask_epi8(hex) == 0 {
+            let escapes = _mm_movemask_epi8(short) as usize;
+            // Literals and `\`-escapes only: 1 or 2 bytes each, as pairs.
+            let first = _mm_or_si128(_mm_and_si128(literal, v), _mm_and_si128(short, set(b'\\')));
+            let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
+            let second = _mm_and_si128(short, letter);
+            let halves = [
+                (_mm_unpacklo_epi8(first, second), escapes & 0xFF),
+                (_mm_unpackhi_epi8(first, second), escapes >> 8),
+            ];
+            for (pairs, escapes) in halves {
+                let half = &PAIRS[escapes];
+                // SAFETY: `half.mask` is 16 readable bytes.
+                let mask = unsafe { _mm_loadu_si128(half.mask.as_ptr().cast()) };
+                // SAFETY: start + w + 16 is within the capacity reserved
+                // above: w grows by at most 16 per half, 32 per block.
+                unsafe {
+                    _mm_storeu_si128(
+                        out.as_mut_ptr().add(start + w).cast(),
+                        _mm_shuffle_epi8(pairs, mask),
+                    )
+                };
+                w += half.len;
+            }
+            continue;
+        }
+        let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
         let low = _mm_shuffle_epi8(hex_digits, _mm_and_si128(v, nibble));
         let high = _mm_shuffle_epi8(hex_digits, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
-        let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
         let first = _mm_or_si128(
             _mm_and_si128(literal, v),
             _mm_or_si128(
