@@ -1,8 +1,9 @@
 //! Criterion bench of the read side's line decoder (SPEC §9), in bytes of
 //! log per second, against a baseline measured in the same run: finding the
 //! newlines of the same log (what `wc -l` does, the floor of any reader).
-//! Logs of 32 KiB reads of HTTP text, of random binary, and a mix of both
-//! with small lines (opens, closes, short requests), written by the
+//! Logs of 32 KiB reads of HTTP text, of random binary, a mix of both
+//! with small lines (opens, closes, short requests), and HTTP responses
+//! (header lines, then a binary body in the same read), written by the
 //! proxy's encoder. Each log is decoded whole: every line parsed, every
 //! `data` string decoded. Beside `decode_in` (the widest block decoder
 //! this CPU has), the 16-byte SSE one and the portable loop alone (what
@@ -51,6 +52,8 @@ fn logs() -> Vec<(&'static str, Vec<u8>)> {
     let http = b"GET /api/v1/items?page=2&sort=name HTTP/1.1\r\nHost: api.example.com\r\nAccept: application/json\r\nUser-Agent: bench/1.0\r\n\r\n";
     let text: Vec<u8> = http.iter().copied().cycle().take(CHUNK).collect();
     let binary: Vec<u8> = (0..CHUNK).map(|_| next() as u8).collect();
+    let head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 32579\r\nCache-Control: max-age=3600\r\n\r\n";
+    let response: Vec<u8> = head.iter().chain(&binary).copied().take(CHUNK).collect();
     let make = |payloads: &[&[u8]], small_lines: bool| {
         let mut out = Vec::with_capacity(LOG_BYTES + 4 * CHUNK);
         let clock = &mut LineClock::default();
@@ -70,6 +73,7 @@ fn logs() -> Vec<(&'static str, Vec<u8>)> {
         ("text", make(&[&text], false)),
         ("binary", make(&[&binary], false)),
         ("mixed", make(&[&text, &binary], true)),
+        ("response", make(&[&response], false)),
     ]
 }
 

@@ -139,20 +139,15 @@ impl Decoder {
         }
     }
 
-    /// True when its block decoder is worth calling for `text`: a text
-    /// that fills a block and the two bytes after it (the last escape's
-    /// digits). The portable one only for escape-dense text (binary: an
-    /// escape every 3 to 4 characters), judged by the first block: text
-    /// with an escape every dozen characters or more (HTTP, most JSON)
-    /// goes faster through the scalar loop, which skips plain words.
+    /// True when `text` fills a block of its block decoder and the two
+    /// bytes after it (the last escape's digits).
     fn takes(self, text: &[u8]) -> bool {
-        match self {
-            Decoder::Avx2 => text.len() >= 34,
-            Decoder::Sse => text.len() >= 18,
-            Decoder::Portable => text.get(..66).is_some_and(|first| {
-                first.iter().filter(|&&c| c == b'%' || c == b'\\').count() >= 8
-            }),
-        }
+        let block = match self {
+            Decoder::Avx2 => 32,
+            Decoder::Sse => 16,
+            Decoder::Portable => 64,
+        };
+        text.len() >= block + 2
     }
 }
 
@@ -207,8 +202,10 @@ enum Stop {
 fn decode_escaped_to(text: &[u8], buf: &mut [u8], blocks: Option<Blocks>) -> Result<usize, Stop> {
     assert!(buf.len() >= text.len() + 16, "room for the decoded bytes");
     let (mut i, mut j) = (0usize, 0usize);
-    // Where blocks are tried again after one the block decoder left to
-    // this loop.
+    // Where blocks are tried again after the block decoder left one to
+    // this loop: 1 KiB on, since the portable decoder leaves text with few
+    // escapes here (HTTP headers, JSON) and costs a block's masks each time
+    // it looks whether a binary body follows in the same string.
     let mut blocks_from = 0usize;
     while i < text.len() {
         if let Some(decode_blocks) = blocks
@@ -219,7 +216,7 @@ fn decode_escaped_to(text: &[u8], buf: &mut [u8], blocks: Option<Blocks>) -> Res
             let (used, written) = unsafe { decode_blocks(&text[i..], &mut buf[j..]) };
             i += used;
             j += written;
-            blocks_from = i + 16;
+            blocks_from = i + 1024;
             if i >= text.len() {
                 break;
             }
