@@ -179,7 +179,7 @@ impl Encoder {
     /// (2.6x) and plain digits at 10.7 against 7.1, for 0.9x on binary
     /// (3.2 against 3.6) and mixed text: the text users capture most wins
     /// (issue 19). `push_data` still takes the AVX-512 path for a payload
-    /// dense with escapes (binary, JSON full of quotes), where it wins.
+    /// dense with `%XX` escapes (binary), where it wins.
     pub fn chosen() -> Encoder {
         static CHOSEN: std::sync::OnceLock<Encoder> = std::sync::OnceLock::new();
         *CHOSEN.get_or_init(|| {
