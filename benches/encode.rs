@@ -3,8 +3,9 @@
 //! binary and mixed payloads against a plain copy of the same bytes (the
 //! ceiling), and whole lines (timestamp, ConnID, addresses) per line.
 //! After the run it prints each encoder's GB/s and its ratio to the copy,
-//! and the portable encoder's (what CPUs without SSSE3 run: ARM) against
-//! the SSSE3 path's (`encode_ssse3_*`, what CPUs without AVX-512 run).
+//! `push_data`'s (AVX-512 where the CPU has it) and the portable encoder's
+//! (what CPUs without SSSE3 run: ARM) against the SSSE3 path's
+//! (`encode_ssse3_*`, what CPUs without AVX-512 run).
 //!
 //! Run: cargo bench --bench encode
 
@@ -36,11 +37,26 @@ fn payloads() -> Vec<(&'static str, Vec<u8>)> {
     let binary: Vec<u8> = (0..CHUNK).map(|_| next() as u8).collect();
     let json = "{\"name\":\"Zoë \\\"quoted\\\"\",\"path\":\"C:\\\\dir\",\"pct\":\"100%\",\"tab\":\"a\tb\"}\n";
     let mixed: Vec<u8> = json.bytes().cycle().take(CHUNK).collect();
+    // What benches/compare.py downloads as HTTP-like text: requests with
+    // `%` (percent-encoded as `%25`), quotes, a backslash, tabs, CR LF, and
+    // JSON lines.
+    let request: Vec<u8> = (0..)
+        .flat_map(|i| {
+            format!(
+                "GET /api/v1/items?id={i}&q=caf%C3%A9 HTTP/1.1\r\nHost: example.test\r\n\
+                 User-Agent: \"bench\\1.0\"\tAccept: */*\r\nX-Ratio: 100%\r\n\r\n\
+                 {{\"name\": \"item {i}\", \"path\": \"C:\\\\data\\\\{i}\"}}\n"
+            )
+            .into_bytes()
+        })
+        .take(CHUNK)
+        .collect();
     // What iperf3 --repeating-payload sends: digits, nothing to escape.
     let plain: Vec<u8> = b"0123456789".iter().copied().cycle().take(CHUNK).collect();
     vec![
         ("plain", plain),
         ("text", text),
+        ("request", request),
         ("binary", binary),
         ("mixed", mixed),
     ]
@@ -153,6 +169,25 @@ fn main() {
             gbs(encode),
             gbs(copy),
             copy / encode
+        );
+    }
+    println!(
+        "\npush_data ({:?} here) vs the SSSE3 path (same run):",
+        Encoder::chosen()
+    );
+    for (name, _) in payloads() {
+        let (Some(simd), Some(chosen)) = (
+            mean_ns("data_32KiB", &format!("encode_ssse3_{name}")),
+            mean_ns("data_32KiB", &format!("encode_{name}")),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| CHUNK as f64 / ns;
+        println!(
+            "  {name:7} push_data {:6.2} GB/s, SSSE3 {:6.2} GB/s, ratio {:.3}",
+            gbs(chosen),
+            gbs(simd),
+            simd / chosen
         );
     }
     println!(

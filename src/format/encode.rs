@@ -59,40 +59,10 @@ fn needs_escape(word: u64) -> u64 {
     (below_space | special | word) & HIGHS
 }
 
-/// Appends the `data` encoding of `bytes` (without quotes) to `out`.
-///
-/// With SSSE3 (AVX-512 CPUs too: see `Encoder::chosen`), all of it goes 16
-/// bytes at a time through the SSSE3 block encoder, which stores a block
-/// that needs no escape as it is: text with an escape every few bytes
-/// (HTTP's CR LF) would spend more switching between plain runs and escapes
-/// than encoding them (`cargo bench --bench encode`, 2-core AMD VM: HTTP
-/// text 0.71 -> 2.1 GB/s, binary 1.07 -> 1.4). Without it, and on every
-/// other CPU (ARM), `push_data_portable`.
+/// Appends the `data` encoding of `bytes` (without quotes) to `out`, with
+/// the fastest encoder this CPU runs (`Encoder::chosen`).
 pub fn push_data(out: &mut Vec<u8>, bytes: &[u8]) {
-    match Encoder::chosen() {
-        // The cached CPU check first: only AVX-512 CPUs look at the payload.
-        Encoder::Ssse3 if avx512_here() && escape_dense(bytes) => Encoder::Avx512.push(out, bytes),
-        chosen => chosen.push(out, bytes),
-    }
-}
-
-/// True when more than one byte in five of the payload's first 64 takes a
-/// `%XX` escape (binary): there the AVX-512 word path is the faster one.
-/// Text whose escapes are JSON's short ones (HTTP's CR LF, JSON's quotes),
-/// however dense, goes faster through the SSSE3 blocks' pairs.
-fn escape_dense(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(64)];
-    let hex = head
-        .iter()
-        .filter(|&&b| ENCODED[b as usize] >> 24 == 3)
-        .count();
-    hex * 5 > head.len()
-}
-
-/// The AVX-512 path runs on this CPU: asked once.
-fn avx512_here() -> bool {
-    static HERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HERE.get_or_init(|| Encoder::Avx512.runs_here())
+    Encoder::chosen().push(out, bytes);
 }
 
 /// `push_data` with no SIMD: the whole encoder of every CPU that is not
@@ -210,7 +180,8 @@ fn ascii_pairs() -> &'static [u64; 1 << 14] {
 /// --bench encode` measures each one this CPU runs beside the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoder {
-    /// `push_by_words`, runs that need escaping 64 bytes at a time.
+    /// The AVX-512 block encoder over the whole payload, 64 bytes at a
+    /// time; SSSE3 blocks and the table for what is left.
     Avx512,
     /// The SSSE3 block encoder over the whole payload.
     Ssse3,
@@ -220,17 +191,13 @@ pub enum Encoder {
 
 impl Encoder {
     /// The one `push_data` takes on this CPU: decided once, not per line.
-    /// SSSE3 wherever the CPU has it, AVX-512 CPUs included: on an AVX-512
-    /// Xeon (`cargo bench --bench encode`, same run) the SSSE3 block encoder
-    /// took HTTP text at 4.6 GB/s against 1.8 for the AVX-512 word path
-    /// (2.6x) and plain digits at 10.7 against 7.1, for 0.9x on binary
-    /// (3.2 against 3.6) and mixed text: the text users capture most wins
-    /// (issue 19). `push_data` still takes the AVX-512 path for a payload
-    /// dense with `%XX` escapes (binary), where it wins.
+    /// The widest the CPU runs: on an AVX-512 Xeon (`cargo bench --bench
+    /// encode`, same run) the AVX-512 blocks took every shape at 1.5 to 2.6
+    /// times the SSSE3 blocks' speed (issue 19).
     pub fn chosen() -> Encoder {
         static CHOSEN: std::sync::OnceLock<Encoder> = std::sync::OnceLock::new();
         *CHOSEN.get_or_init(|| {
-            [Encoder::Ssse3, Encoder::Avx512]
+            [Encoder::Avx512, Encoder::Ssse3]
                 .into_iter()
                 .find(|e| e.runs_here())
                 .unwrap_or(Encoder::Portable)
@@ -255,7 +222,11 @@ impl Encoder {
     pub fn push(self, out: &mut Vec<u8>, bytes: &[u8]) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Encoder::Avx512 => push_by_words(out, bytes, push_escaped_x86),
+            Encoder::Avx512 => {
+                let bytes = &bytes[avx512::push_blocks(out, bytes)..];
+                let bytes = &bytes[ssse3::push_blocks(out, bytes)..];
+                push_table(out, bytes);
+            }
             #[cfg(target_arch = "x86_64")]
             Encoder::Ssse3 => {
                 let done = ssse3::push_blocks(out, bytes);
@@ -264,49 +235,6 @@ impl Encoder {
             _ => push_data_portable(out, bytes),
         }
     }
-}
-
-/// `push_data` 8 bytes at a time: a run of words whose bytes stand for
-/// themselves is copied in one go; a run of words that need escaping goes
-/// to `escaped`.
-#[cfg(target_arch = "x86_64")]
-fn push_by_words(out: &mut Vec<u8>, bytes: &[u8], escaped: fn(&mut Vec<u8>, &[u8])) {
-    out.reserve(bytes.len() + bytes.len() / 4);
-    let words = bytes.len() / 8;
-    let word_at = |i: usize| {
-        let word: [u8; 8] = bytes[8 * i..8 * i + 8].try_into().expect("8 bytes");
-        needs_escape(u64::from_le_bytes(word))
-    };
-    let mut i = 0;
-    while i < words {
-        let start = i;
-        i += 1;
-        if word_at(start) != 0 {
-            while i < words && word_at(i) != 0 {
-                i += 1;
-            }
-            escaped(out, &bytes[8 * start..8 * i]);
-            continue;
-        }
-        // A plain run: two words per step while both are plain, then one.
-        while i + 2 <= words && (word_at(i) | word_at(i + 1)) == 0 {
-            i += 2;
-        }
-        while i < words && word_at(i) == 0 {
-            i += 1;
-        }
-        out.extend_from_slice(&bytes[8 * start..8 * i]);
-    }
-    escaped(out, &bytes[8 * words..]);
-}
-
-/// Encodes bytes of which many need escaping: 64 bytes at a time with
-/// AVX-512, 16 with SSSE3, the rest through the table.
-#[cfg(target_arch = "x86_64")]
-fn push_escaped_x86(out: &mut Vec<u8>, bytes: &[u8]) {
-    let bytes = &bytes[avx512::push_blocks(out, bytes)..];
-    let bytes = &bytes[ssse3::push_blocks(out, bytes)..];
-    push_table(out, bytes);
 }
 
 fn push_table(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -592,6 +520,21 @@ mod tests {
                             kinds[pattern / kinds.len().pow(k as u32) % kinds.len()];
                     }
                     check(&bytes);
+                }
+            }
+            // Blocks of literals and `\`-escapes only (the pairs path), from
+            // one escape in 16 bytes to nothing else.
+            let shorts = [b'"', b'\\', b'\t', b'\n', b'\r'];
+            for one_in in [1, 2, 3, 16] {
+                let text: Vec<u8> = (0..4 * size + 8)
+                    .map(|_| match next() % one_in {
+                        0 => shorts[(next() % 5) as usize],
+                        _ => b' ' + (next() % 95) as u8,
+                    })
+                    .filter(|&b| b != b'%' && b != 0x7F)
+                    .collect();
+                for offset in 0..size {
+                    check(&text[offset..]);
                 }
             }
         }

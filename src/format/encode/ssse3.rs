@@ -1,6 +1,6 @@
 //! The `data` encoding of 16 bytes at a time with SSSE3: all of a payload
-//! where the CPU lacks AVX-512, runs of bytes that mostly need escaping
-//! where it has it; the byte-by-byte table costs about 3 cycles a byte.
+//! where the CPU lacks AVX-512, what the 64-byte AVX-512 blocks leave where
+//! it has it; the byte-by-byte table costs about 3 cycles a byte.
 //! Per block: classify each byte (literal, `\`-escape, `%XX`); a block of
 //! literals is stored as it is; a block with no `%XX` (most blocks of HTTP
 //! headers and JSON: CR LF, quotes) interleaves each byte's 1 or 2 output
