@@ -339,6 +339,7 @@ mod tests {
     /// decoder.
     #[test]
     fn blocks_decode_as_the_scalar_decoder_does() {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut decoders: Vec<(&str, Blocks)> = vec![("portable", portable::decode_blocks)];
         #[cfg(target_arch = "x86_64")]
         {
@@ -495,6 +496,7 @@ mod tests {
         }
         // Each decoder with how near the end it may stop: its block and the
         // digits after it, and some.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut decoders: Vec<(Blocks, usize)> = vec![(portable::decode_blocks, 70)];
         #[cfg(target_arch = "x86_64")]
         {
