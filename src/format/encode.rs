@@ -165,7 +165,11 @@ pub fn push_data_portable(out: &mut Vec<u8>, bytes: &[u8]) {
 fn ascii_pairs() -> &'static [u64; 1 << 14] {
     static PAIRS: std::sync::OnceLock<Box<[u64; 1 << 14]>> = std::sync::OnceLock::new();
     PAIRS.get_or_init(|| {
-        let mut table = Box::new([0u64; 1 << 14]);
+        // Made on the heap: not 128 KiB on a thread's stack first.
+        let mut table: Box<[u64; 1 << 14]> = vec![0u64; 1 << 14]
+            .into_boxed_slice()
+            .try_into()
+            .expect("16,384 entries");
         for (i, slot) in table.iter_mut().enumerate() {
             let (a, b) = (ENCODED[i & 0x7F] as u64, ENCODED[i >> 7] as u64);
             let (a_len, b_len) = (a >> 24, b >> 24);
@@ -192,7 +196,7 @@ pub enum Encoder {
 impl Encoder {
     /// The one `push_data` takes on this CPU: decided once, not per line.
     /// The widest the CPU runs: on an AVX-512 Xeon (`cargo bench --bench
-    /// encode`, same run) the AVX-512 blocks took every shape at 1.5 to 2.6
+    /// encode`, same run) the AVX-512 blocks took every shape at 1.5 to 2.7
     /// times the SSSE3 blocks' speed (issue 19).
     pub fn chosen() -> Encoder {
         static CHOSEN: std::sync::OnceLock<Encoder> = std::sync::OnceLock::new();
