@@ -155,60 +155,24 @@ criterion_group!(benches, data_encoding, lines);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    println!("\nencoder vs copy (same run):");
-    for (name, _) in payloads() {
-        let (Some(copy), Some(encode)) = (
-            mean_ns("data_32KiB", &format!("copy_{name}")),
-            mean_ns("data_32KiB", &format!("encode_{name}")),
-        ) else {
-            continue;
-        };
-        let gbs = |ns: f64| CHUNK as f64 / ns;
-        println!(
-            "  {name:7} encode {:6.2} GB/s, copy {:6.2} GB/s, ratio {:.3}",
-            gbs(encode),
-            gbs(copy),
-            copy / encode
-        );
-    }
-    println!(
-        "\npush_data ({:?} here) vs the SSSE3 path (same run):",
-        Encoder::chosen()
+    let chosen = Encoder::chosen();
+    print_ratios(
+        "push_data vs copy (same run):",
+        ("encode", "push_data"),
+        ("copy", "copy"),
     );
-    for (name, _) in payloads() {
-        let (Some(simd), Some(chosen)) = (
-            mean_ns("data_32KiB", &format!("encode_ssse3_{name}")),
-            mean_ns("data_32KiB", &format!("encode_{name}")),
-        ) else {
-            continue;
-        };
-        let gbs = |ns: f64| CHUNK as f64 / ns;
-        println!(
-            "  {name:7} push_data {:6.2} GB/s, SSSE3 {:6.2} GB/s, ratio {:.3}",
-            gbs(chosen),
-            gbs(simd),
-            simd / chosen
-        );
-    }
-    println!(
-        "\nportable encoder vs the SSSE3 path (same run; target 0.5; push_data here is {:?}):",
-        Encoder::chosen()
+    print_ratios(
+        &format!("\npush_data ({chosen:?} here) vs the SSSE3 path (same run):"),
+        ("encode", "push_data"),
+        ("encode_ssse3", "SSSE3"),
     );
-    for (name, _) in payloads() {
-        let (Some(simd), Some(portable)) = (
-            mean_ns("data_32KiB", &format!("encode_ssse3_{name}")),
-            mean_ns("data_32KiB", &format!("encode_portable_{name}")),
-        ) else {
-            continue;
-        };
-        let gbs = |ns: f64| CHUNK as f64 / ns;
-        println!(
-            "  {name:7} portable {:6.2} GB/s, SSSE3 {:6.2} GB/s, ratio {:.3}",
-            gbs(portable),
-            gbs(simd),
-            simd / portable
-        );
-    }
+    print_ratios(
+        &format!(
+            "\nportable encoder vs the SSSE3 path (same run; target 0.5; push_data here is {chosen:?}):"
+        ),
+        ("encode_portable", "portable"),
+        ("encode_ssse3", "SSSE3"),
+    );
     if let (Some(copy), Some(line)) = (
         mean_ns("line", "copy_100B"),
         mean_ns("line", "data_line_100B"),
@@ -219,5 +183,28 @@ fn main() {
     }
     if let Some(open) = mean_ns("line", "open_line") {
         println!("  open line: {open:.1} ns per line");
+    }
+}
+
+/// One row per payload: GB/s of the bench `measured` (prefix, label) and of
+/// `baseline`, and baseline's time over measured's (the speed ratio).
+fn print_ratios(title: &str, measured: (&str, &str), baseline: (&str, &str)) {
+    println!("{title}");
+    for (name, _) in payloads() {
+        let (Some(ns), Some(base_ns)) = (
+            mean_ns("data_32KiB", &format!("{}_{name}", measured.0)),
+            mean_ns("data_32KiB", &format!("{}_{name}", baseline.0)),
+        ) else {
+            continue;
+        };
+        let gbs = |ns: f64| CHUNK as f64 / ns;
+        println!(
+            "  {name:7} {} {:6.2} GB/s, {} {:6.2} GB/s, ratio {:.3}",
+            measured.1,
+            gbs(ns),
+            baseline.1,
+            gbs(base_ns),
+            base_ns / ns
+        );
     }
 }
