@@ -118,9 +118,9 @@ fn push_blocks_avx512(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             w += 64;
             continue;
         }
+        let letter = _mm512_shuffle_epi8(escape_letters, _mm512_and_si512(v, nibble));
         let hex = !(literal | short);
         if hex == 0 {
-            let letter = _mm512_shuffle_epi8(escape_letters, _mm512_and_si512(v, nibble));
             let first = _mm512_mask_mov_epi8(v, short, set(b'\\'));
             let second = _mm512_maskz_mov_epi8(short, letter);
             for (h, index) in pair_index.iter().enumerate() {
@@ -139,7 +139,6 @@ fn push_blocks_avx512(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             hex_digits,
             _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble),
         );
-        let letter = _mm512_shuffle_epi8(escape_letters, _mm512_and_si512(v, nibble));
         let first = _mm512_mask_mov_epi8(
             _mm512_mask_mov_epi8(set(b'%'), literal, v),
             short,

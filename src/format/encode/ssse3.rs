@@ -36,13 +36,14 @@ struct Group {
     len: usize,
 }
 
+/// A mask that keeps nothing, the start of every entry below.
+const NO_BYTES: Group = Group {
+    mask: [0x80; 16],
+    len: 0,
+};
+
 const GROUPS: [Group; 81] = {
-    let mut groups = [const {
-        Group {
-            mask: [0x80; 16],
-            len: 0,
-        }
-    }; 81];
+    let mut groups = [NO_BYTES; 81];
     let mut index = 0;
     while index < 81 {
         let (mut digits, mut len, mut k) = (index, 0, 0);
@@ -67,12 +68,7 @@ const GROUPS: [Group; 81] = {
 /// of them are `\`-escapes (bit k: pair k): a literal keeps its first
 /// byte, an escape both.
 const PAIRS: [Group; 256] = {
-    let mut pairs = [const {
-        Group {
-            mask: [0x80; 16],
-            len: 0,
-        }
-    }; 256];
+    let mut pairs = [NO_BYTES; 256];
     let mut escapes = 0;
     while escapes < 256 {
         let (mut k, mut len) = (0, 0);
@@ -143,12 +139,12 @@ fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             w += 16;
             continue;
         }
+        let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
         let hex = _mm_andnot_si128(_mm_or_si128(literal, short), set(0xFF));
         if _mm_movemask_epi8(hex) == 0 {
             let escapes = _mm_movemask_epi8(short) as usize;
             // Literals and `\`-escapes only: 1 or 2 bytes each, as pairs.
             let first = _mm_or_si128(_mm_and_si128(literal, v), _mm_and_si128(short, set(b'\\')));
-            let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
             let second = _mm_and_si128(short, letter);
             let halves = [
                 (_mm_unpacklo_epi8(first, second), escapes & 0xFF),
@@ -170,7 +166,6 @@ fn push_blocks_ssse3(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
             }
             continue;
         }
-        let letter = _mm_shuffle_epi8(escape_letters, _mm_and_si128(v, nibble));
         let low = _mm_shuffle_epi8(hex_digits, _mm_and_si128(v, nibble));
         let high = _mm_shuffle_epi8(hex_digits, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
         let first = _mm_or_si128(
